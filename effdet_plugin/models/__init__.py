@@ -1,0 +1,2 @@
+"""Importing this package registers every model component into mmdet's registries."""
+from . import backbones, dense_heads, detectors, layers, necks, seg_heads, utils  # noqa: F401
