@@ -1,0 +1,103 @@
+"""Mobile inverted bottleneck (MBConv) block with squeeze-and-excitation and drop path."""
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+
+from mmdet.utils import ConfigType, OptConfigType
+
+
+def same_padding_conv_cfg(conv_cfg: OptConfigType, padding: str) -> OptConfigType:
+    """Conv config for a padding style: ``'symmetric'`` (PyTorch) or ``'tf_same'`` (TF 'SAME')."""
+    if padding == 'tf_same':
+        return dict(type='Conv2dAdaptivePadding')
+    if padding != 'symmetric':
+        raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}")
+    return conv_cfg
+
+
+class SqueezeExcite(BaseModule):
+    """Channel attention: global pool, reduce, activation, expand, sigmoid gate.
+
+    Args:
+        channels (int): Channels of the features being gated (the expanded width).
+        squeeze_channels (int): Bottleneck width; EfficientNet uses 1/4 of the block's
+            *input* channels, not of the expanded width.
+        act_cfg (dict): Activation between the two 1x1 convs. Defaults to SiLU.
+    """
+
+    def __init__(self, channels: int, squeeze_channels: int,
+                 act_cfg: ConfigType = dict(type='SiLU'), init_cfg: OptConfigType = None):
+        super().__init__(init_cfg)
+        self.reduce = ConvModule(channels, squeeze_channels, 1, act_cfg=act_cfg)
+        self.expand = ConvModule(squeeze_channels, channels, 1, act_cfg=dict(type='Sigmoid'))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.expand(self.reduce(scale))
+
+
+class MBConv(BaseModule):
+    """EfficientNet's MBConv: 1x1 expansion, kxk depthwise, SE, linear 1x1 projection.
+
+    With ``expand_ratio == 1`` the expansion conv is omitted (the depthwise-separable block of the
+    first stage). The residual is used only when stride is 1 and channels match.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): Depthwise kernel size.
+        stride (int): Depthwise stride.
+        expand_ratio (float): Expansion of the hidden width.
+        se_ratio (float): SE bottleneck relative to ``in_channels``; 0 disables SE.
+        drop_path_rate (float): Stochastic depth rate of this block. Defaults to 0.
+        conv_cfg (dict, optional): Conv layer config. Defaults to None.
+        norm_cfg (dict): Norm layer config. Defaults to BN with TF's eps 1e-3.
+        act_cfg (dict): Activation config. Defaults to SiLU (Swish).
+        with_cp (bool): Use activation checkpointing in training. Defaults to False.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 stride: int,
+                 expand_ratio: float,
+                 se_ratio: float = 0.25,
+                 drop_path_rate: float = 0.,
+                 conv_cfg: OptConfigType = None,
+                 norm_cfg: ConfigType = dict(type='BN', eps=1e-3, momentum=0.01),
+                 act_cfg: ConfigType = dict(type='SiLU'),
+                 with_cp: bool = False,
+                 init_cfg: OptConfigType = None):
+        super().__init__(init_cfg)
+        self.with_cp = with_cp
+        self.with_residual = stride == 1 and in_channels == out_channels
+        mid_channels = int(in_channels * expand_ratio)
+        padding = 0 if conv_cfg else kernel_size // 2  # adaptive-padding convs pad themselves
+        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+        self.expand_conv = (
+            ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, **common)
+            if expand_ratio != 1 else nn.Identity())
+        self.depthwise_conv = ConvModule(
+            mid_channels, mid_channels, kernel_size, stride=stride, padding=padding,
+            groups=mid_channels, act_cfg=act_cfg, **common)
+        self.se = (
+            SqueezeExcite(mid_channels, max(1, int(in_channels * se_ratio)), act_cfg)
+            if se_ratio > 0 else nn.Identity())
+        self.project_conv = ConvModule(mid_channels, out_channels, 1, act_cfg=None, **common)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project_conv(self.se(self.depthwise_conv(self.expand_conv(x))))
+        if self.with_residual:
+            out = x + self.drop_path(out)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad and self.training:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
