@@ -1,1 +1,3 @@
+from .effdet_head import EffDetHead
 
+__all__ = ['EffDetHead']

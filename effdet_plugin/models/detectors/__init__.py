@@ -1,1 +1,3 @@
+from .effdet_multitask import EffDetMultiTask
 
+__all__ = ['EffDetMultiTask']

@@ -1,4 +1,5 @@
 """Mobile inverted bottleneck (MBConv) block with squeeze-and-excitation and drop path."""
+import contextlib
 
 import torch
 import torch.nn as nn
@@ -6,6 +7,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.utils import ConfigType, OptConfigType
 
@@ -17,6 +19,11 @@ def same_padding_conv_cfg(conv_cfg: OptConfigType, padding: str) -> OptConfigTyp
     if padding != 'symmetric':
         raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}")
     return conv_cfg
+
+
+def pads_itself(conv_cfg: OptConfigType) -> bool:
+    """Whether convs of ``conv_cfg`` compute their own (TF 'SAME') padding."""
+    return bool(conv_cfg) and conv_cfg.get('type') == 'Conv2dAdaptivePadding'
 
 
 class SqueezeExcite(BaseModule):
@@ -77,7 +84,7 @@ class MBConv(BaseModule):
         self.with_cp = with_cp
         self.with_residual = stride == 1 and in_channels == out_channels
         mid_channels = int(in_channels * expand_ratio)
-        padding = 0 if conv_cfg else kernel_size // 2  # adaptive-padding convs pad themselves
+        padding = 0 if pads_itself(conv_cfg) else kernel_size // 2
         common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         self.expand_conv = (
             ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, **common)
@@ -97,7 +104,23 @@ class MBConv(BaseModule):
             out = x + self.drop_path(out)
         return out
 
+    @contextlib.contextmanager
+    def _keep_norm_stats(self):
+        """Undo the running-stat update of the backward-time recomputation, which would
+        otherwise count every batch twice in BN statistics."""
+        norms = [m for m in self.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        saved = [[b.clone() for b in m.buffers()] for m in norms]
+        try:
+            yield
+        finally:  # the recomputation may stop early by raising once it has what it needs
+            with torch.no_grad():
+                for m, buffers in zip(norms, saved):
+                    for b, old in zip(m.buffers(), buffers):
+                        b.copy_(old)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad and self.training:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
+            return cp.checkpoint(self._forward, x, use_reentrant=False,
+                                 context_fn=lambda: (contextlib.nullcontext(),
+                                                     self._keep_norm_stats()))
         return self._forward(x)

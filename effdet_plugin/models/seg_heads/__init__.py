@@ -1,1 +1,3 @@
+from .effdet_seg_head import EffDetSegHead
 
+__all__ = ['EffDetSegHead']

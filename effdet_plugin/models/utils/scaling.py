@@ -118,12 +118,13 @@ EFFICIENTDET_SCALES: Dict[str, DetScale] = {
     'd6': DetScale('b6', 1280, 384, 8, 5, fusion='sum'),
     'd7': DetScale('b6', 1536, 384, 8, 5, anchor_scale=5.0, fusion='sum'),
     'd7x': DetScale('b7', 1536, 384, 8, 5, fusion='sum', max_level=8),
-    # EfficientDet-Lite (official TF release): Lite backbones, 3x3 anchors, ReLU6 elsewhere.
-    'lite0': DetScale('lite0', 320, 64, 3, 3, anchor_scale=3.0),
-    'lite1': DetScale('lite1', 384, 88, 4, 3, anchor_scale=3.0),
-    'lite2': DetScale('lite2', 448, 112, 5, 3, anchor_scale=3.0),
-    'lite3': DetScale('lite3', 512, 160, 6, 4, anchor_scale=4.0),
-    'lite4': DetScale('lite4', 640, 224, 7, 4, anchor_scale=4.0),
+    # EfficientDet-Lite (official TF release): Lite backbones, plain-sum fusion, and ReLU6 in
+    # the neck and head too (set by the Lite configs through act_cfg).
+    'lite0': DetScale('lite0', 320, 64, 3, 3, anchor_scale=3.0, fusion='sum'),
+    'lite1': DetScale('lite1', 384, 88, 4, 3, anchor_scale=3.0, fusion='sum'),
+    'lite2': DetScale('lite2', 448, 112, 5, 3, anchor_scale=3.0, fusion='sum'),
+    'lite3': DetScale('lite3', 512, 160, 6, 4, anchor_scale=4.0, fusion='sum'),
+    'lite4': DetScale('lite4', 640, 224, 7, 4, anchor_scale=4.0, fusion='sum'),
 }
 
 

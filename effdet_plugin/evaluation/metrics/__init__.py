@@ -1,0 +1,3 @@
+from .sem_seg_metric import EffDetSemSegMetric
+
+__all__ = ['EffDetSemSegMetric']

@@ -1,0 +1,3 @@
+from .anchor_generator import EffDetAnchorGenerator
+
+__all__ = ['EffDetAnchorGenerator']

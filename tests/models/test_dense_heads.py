@@ -1,0 +1,193 @@
+"""EffDetHead: layers, anchors, losses (checked against effdet), prediction, parameter count."""
+import pytest
+import torch
+from mmengine.structures import InstanceData
+
+import effdet_plugin  # noqa: F401  (registers the components)
+from effdet_plugin.models.dense_heads import EffDetHead
+from effdet_plugin.models.task_modules import EffDetAnchorGenerator
+from effdet_plugin.models.utils import get_det_scale
+from mmdet.registry import MODELS, TASK_UTILS
+
+EFFDET_ASPECTS = [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)]
+
+
+def _level_sizes(head, height, width):
+    return [(height // s[0], width // s[0]) for s in head.prior_generator.strides]
+
+
+def _outputs(head, height, width, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cls, reg = [], []
+    for h, w in _level_sizes(head, height, width):
+        cls.append(torch.randn(batch, head.num_base_priors * head.num_classes, h, w,
+                               generator=g).requires_grad_())
+        reg.append((0.2 * torch.randn(batch, head.num_base_priors * 4, h, w,
+                                      generator=g)).requires_grad_())
+    return cls, reg
+
+
+def _gt(num_classes, height, width, num=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(num, 2, generator=g) * torch.tensor([width - 60., height - 60.])
+    wh = torch.rand(num, 2, generator=g) * 50 + 8
+    return InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
+                        labels=torch.randint(0, num_classes, (num, ), generator=g))
+
+
+def _metas(height, width, batch=2, scale=1.0):
+    ori = (round(height / scale), round(width / scale))
+    return [dict(img_shape=(height, width), pad_shape=(height, width), ori_shape=ori,
+                 scale_factor=(scale, scale)) for _ in range(batch)]
+
+
+@pytest.mark.parametrize('arch', ['d0', 'd3', 'd7', 'd7x'])
+def test_layers_follow_arch(arch):
+    scale = get_det_scale(arch)
+    head = MODELS.build(dict(type='EffDetHead', num_classes=3, arch=arch))
+    num_levels = scale.max_level - scale.min_level + 1
+    assert head.in_channels == scale.fpn_channels
+    assert len(head.cls_convs) == len(head.reg_convs) == scale.head_repeats
+    assert head.num_levels == num_levels == len(head.cls_norms) == len(head.reg_norms)
+    assert head.prior_generator.octave_base_scale == scale.anchor_scale
+    # one norm per level per conv, never shared between levels
+    norms = [id(n) for level in head.cls_norms for n in level]
+    assert len(set(norms)) == num_levels * scale.head_repeats
+    assert head.num_base_priors == 9
+
+
+def test_forward_shapes_non_square():
+    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=2).eval()
+    feats = [torch.randn(1, 16, 128 // s, 384 // s) for s in (8, 16, 32, 64, 128)]
+    with torch.no_grad():
+        cls, reg = head(feats)
+    for c, r, f in zip(cls, reg, feats):
+        assert c.shape == (1, 9 * 5, *f.shape[-2:]) and r.shape == (1, 9 * 4, *f.shape[-2:])
+    with pytest.raises(ValueError):
+        head(feats[:4])
+
+
+def test_init_prior_probability():
+    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=1)
+    head.init_weights()
+    bias = head.cls_pred.pointwise_conv.conv.bias
+    assert torch.allclose(bias.sigmoid(), torch.full_like(bias, 0.01), atol=1e-6)
+    assert torch.all(head.reg_pred.pointwise_conv.conv.bias == 0)
+    # TF variance scaling: std ~ 1/sqrt(fan_in) (fan_in 9 for a 3x3 depthwise conv)
+    assert abs(head.cls_convs[0].depthwise_conv.conv.weight.std().item() - 1 / 3) < 0.08
+
+
+@pytest.mark.parametrize('size,anchor_scale,max_level', [((256, 384), 4.0, 7),
+                                                         ((256, 512), 5.0, 8)])
+def test_anchors_match_effdet(size, anchor_scale, max_level):
+    anchors_mod = pytest.importorskip('effdet.anchors')
+    strides = [2**level for level in range(3, max_level + 1)]
+    gen = TASK_UTILS.build(dict(type='EffDetAnchorGenerator', strides=strides,
+                                octave_base_scale=anchor_scale))
+    sizes = [(size[0] // s, size[1] // s) for s in strides]
+    ours = torch.cat(gen.grid_priors(sizes, device='cpu'))
+    ref = anchors_mod.Anchors(3, max_level, 3, EFFDET_ASPECTS, anchor_scale, size).boxes
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref[:, [1, 0, 3, 2]], rtol=0, atol=1e-3)
+
+
+def test_anchor_generator_aspects_are_width_height():
+    gen = EffDetAnchorGenerator([8], aspect_ratios=[(1.4, 0.7)], scales_per_octave=1)
+    (box, ) = gen.base_anchors[0]
+    assert torch.allclose(box[2:] - box[:2], torch.tensor([32 * 1.4, 32 * 0.7]))
+    assert torch.allclose((box[2:] + box[:2]) / 2, torch.tensor([4.0, 4.0]))
+    with pytest.raises(ValueError):
+        EffDetAnchorGenerator([8], aspect_ratios=[(1.0, 1.0, 1.0)])
+
+
+def test_loss_computes_and_backprops():
+    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1)
+    feats = [torch.randn(2, 16, 128 // s, 256 // s, requires_grad=True)
+             for s in (8, 16, 32, 64, 128)]
+    gts = [_gt(4, 128, 256, num=2, seed=i) for i in range(2)]
+    losses = head.loss_by_feat(*head(feats), gts, _metas(128, 256))
+    total = sum(sum(v) for v in losses.values())
+    assert torch.isfinite(total) and sum(losses['loss_bbox']) > 0
+    total.backward()
+    assert feats[0].grad.abs().sum() > 0
+    assert head.cls_norms[0][0].weight.grad is not None
+    assert head.reg_pred.pointwise_conv.conv.weight.grad.abs().sum() > 0
+
+
+def test_loss_without_objects_is_finite():
+    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1)
+    cls, reg = _outputs(head, 128, 128)
+    empty = [InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+             for _ in range(2)]
+    losses = head.loss_by_feat(cls, reg, empty, _metas(128, 128))
+    assert torch.isfinite(sum(losses['loss_cls'])) and sum(losses['loss_bbox']) == 0
+
+
+def test_loss_equals_effdet_loss_fn():
+    """Same outputs and boxes -> the same focal and Huber losses as efficientdet-pytorch.
+
+    Also checks our MaxIoUAssigner settings reproduce effdet's ArgMaxMatcher, the box coder
+    (no target scaling) and the ``num_pos + 1`` normaliser.
+    """
+    anchors_mod = pytest.importorskip('effdet.anchors')
+    loss_mod = pytest.importorskip('effdet.loss')
+    height, width, num_classes = 128, 256, 5
+    head = EffDetHead(num_classes=num_classes, arch='d0')
+    cls, reg = _outputs(head, height, width)
+    gts = [_gt(num_classes, height, width, seed=i) for i in range(2)]
+    ours = head.loss_by_feat(cls, reg, gts, _metas(height, width))
+
+    labeler = anchors_mod.AnchorLabeler(
+        anchors_mod.Anchors(3, 7, 3, EFFDET_ASPECTS, 4.0, (height, width)), num_classes, 0.5)
+    cls_t, box_t, num_pos = labeler.batch_label_anchors(
+        [g.bboxes[:, [1, 0, 3, 2]] for g in gts], [g.labels + 1 for g in gts])
+    assert num_pos.sum() > 10
+
+    def to_yx(r):  # our (dx, dy, dw, dh) per anchor -> effdet (ty, tx, th, tw)
+        return r.reshape(r.shape[0], -1, 4, *r.shape[2:])[:, :, [1, 0, 3, 2]].flatten(1, 2)
+
+    _, ref_cls, ref_box = loss_mod.loss_fn(
+        cls, [to_yx(r) for r in reg], cls_t, box_t, num_pos, num_classes=num_classes,
+        alpha=0.25, gamma=1.5, delta=0.1, box_loss_weight=50.0)
+    torch.testing.assert_close(sum(ours['loss_cls']), ref_cls, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sum(ours['loss_bbox']), 50.0 * ref_box.float(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_default_test_cfg_is_gaussian_soft_nms():
+    head = EffDetHead(num_classes=2, in_channels=16, stacked_convs=1)
+    nms = head.test_cfg.nms
+    assert (nms.type, nms.method, nms.sigma) == ('soft_nms', 'gaussian', 0.5)
+    assert head.test_cfg.max_per_img == 100
+
+
+@pytest.mark.parametrize('nms', [None, dict(type='nms', iou_threshold=0.5)])
+def test_predict_caps_detections_in_original_coordinates(nms):
+    test_cfg = None
+    if nms is not None:
+        test_cfg = dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=nms, max_per_img=100)
+    head = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1, test_cfg=test_cfg).eval()
+    cls, reg = _outputs(head, 128, 256)
+    cls = [c.detach() + 3.0 for c in cls]  # confident everywhere: far more than 100 candidates
+    # network input 128x256 was resized by 2 from a 64x128 original image
+    metas = _metas(128, 256, scale=2.0)
+    results = head.predict_by_feat(cls, [r.detach() for r in reg], batch_img_metas=metas,
+                                   rescale=True)
+    assert len(results) == 2
+    for res in results:
+        assert len(res) == 100
+        assert res.bboxes.min() >= 0
+        assert res.bboxes[:, 0::2].max() <= 128 and res.bboxes[:, 1::2].max() <= 64
+        assert res.bboxes[:, 2].max() > 64  # would be impossible in a 64-wide half scale
+        assert torch.all(res.scores[:-1] >= res.scores[1:])
+
+
+def test_d0_param_count_matches_effdet():
+    effdet = pytest.importorskip('effdet')
+    ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False)
+    head = EffDetHead(num_classes=ref.config.num_classes, arch='d0')
+    neck = MODELS.build(dict(type='EffBiFPN', in_channels=[40, 112, 320], arch='d0'))
+    count = lambda *mods: sum(p.numel() for m in mods for p in m.parameters())  # noqa: E731
+    assert count(head) == count(ref.class_net, ref.box_net) == 88398
+    # with effdet's own B0 backbone the whole model is the published 3.880M
+    assert count(ref.backbone, neck, head) == count(ref) == 3880067
