@@ -1,6 +1,7 @@
 # The official EfficientDet recipe: SGD momentum 0.9, weight decay 4e-5 (none on norm and bias),
 # 1-epoch linear warmup then cosine decay, 300 epochs, EMA 0.9998, gradient clipping at 10.
-# lr 0.16 is the official value for a global batch of 128; auto_scale_lr rescales it.
+# lr 0.16 is the official value for a global batch of 128 (8 GPUs x 16 images, the default
+# here); with another total batch pass --auto-scale-lr to rescale it linearly.
 max_epochs = 300
 base_lr = 0.16
 
@@ -28,6 +29,6 @@ custom_hooks = [
          priority=49),
 ]
 
-auto_scale_lr = dict(enable=True, base_batch_size=128)
+auto_scale_lr = dict(enable=False, base_batch_size=128)
 # Converted to SyncBN by the Runner only when training is distributed.
 sync_bn = 'torch'

@@ -1,0 +1,36 @@
+# Entry points for developers and CI. The venv is created on demand (idempotent, see
+# scripts/setup_env.sh), so `make test` works on a fresh clone.
+PYTHON := .venv/bin/python
+PYTEST := $(PYTHON) -m pytest
+
+# pytest exits with 5 when it collected nothing: a broken suite, never a pass.
+define run_pytest
+	$(PYTEST) $(1); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests (exit code 5): failing" >&2; exit 1; fi; \
+	exit $$rc
+endef
+
+.PHONY: help setup test test-slow demo clean
+
+help:
+	@echo "make setup      create/update .venv (scripts/setup_env.sh)"
+	@echo "make test       fast tests (pytest -m 'not slow')"
+	@echo "make test-slow  slow tests only (pytest -m slow)"
+	@echo "make demo       run scripts/demo.sh"
+	@echo "make clean      remove caches and work_dirs/ (keeps .venv)"
+
+setup:
+	bash scripts/setup_env.sh
+
+test: setup
+	@$(call run_pytest,-m "not slow" tests/)
+
+test-slow: setup
+	@$(call run_pytest,-m slow tests/)
+
+demo: setup
+	bash scripts/demo.sh
+
+clean:
+	rm -rf work_dirs .pytest_cache build dist
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -1,0 +1,47 @@
+"""Steps shared by tools/train.py and tools/test.py (mmdet's CLI semantics)."""
+import os.path as osp
+import sys
+from typing import Optional, Sequence
+
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .dataset_check import DatasetNotFoundError, check_dataset_paths
+from .dist import setup_cpu_distributed
+
+
+def load_config(config: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None,
+                launcher: str = 'none') -> Config:
+    """Read ``config``, apply ``--cfg-options`` and pick the work dir like mmdet's tools.
+
+    Work dir priority: ``work_dir`` > ``work_dir`` in the file > ``./work_dirs/<config name>``.
+    """
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def exit_if_dataset_missing(cfg: Config, splits: Sequence[str]) -> None:
+    """Stop the process with the :class:`DatasetNotFoundError` message, before any model or
+    process group is built, instead of a traceback from deep inside the Runner."""
+    try:
+        check_dataset_paths(cfg, splits)
+    except DatasetNotFoundError as e:
+        sys.exit(f'error: {e}')
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Prepare CPU distributed training if needed, then build the (possibly custom) Runner."""
+    setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,3 @@
+from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
+
+__all__ = ['NonFiniteLossError', 'NonFiniteLossHook']

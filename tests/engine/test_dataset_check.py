@@ -1,0 +1,57 @@
+"""A missing dataset stops tools/train.py at once, naming the path and the fix."""
+import pytest
+
+from effdet_plugin.engine import DatasetNotFoundError, check_dataset_paths
+
+
+def _point_at_missing_coco(cfg, tmp_path):
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'data' / 'coco') + '/'
+    cfg.train_dataloader.dataset.ann_file = 'annotations/instances_train2017.json'
+    cfg.train_dataloader.dataset.data_prefix = dict(img='train2017/')
+    return cfg
+
+
+def test_existing_dataset_passes(tiny_det_cfg):
+    check_dataset_paths(tiny_det_cfg(with_val=True), ('train', 'val', 'test'))
+
+
+def test_missing_coco_message(tiny_det_cfg, tmp_path):
+    cfg = _point_at_missing_coco(tiny_det_cfg(), tmp_path)
+    with pytest.raises(DatasetNotFoundError) as info:
+        check_dataset_paths(cfg)
+    message = str(info.value)
+    assert message.startswith('COCO not found at ')
+    assert str(tmp_path / 'data/coco/annotations/instances_train2017.json') in message
+    assert str(tmp_path / 'data/coco/train2017/') in message
+    assert 'data/coco/{annotations,train2017,val2017}' in message
+    assert 'data/README.md' in message
+    assert 'train_dataloader.dataset.data_root/ann_file' in message and '--cfg-options' in message
+    # Only the requested splits are checked.
+    check_dataset_paths(cfg, ('test', ))
+
+
+def test_wrapped_and_generic_datasets(tiny_det_cfg, tmp_path):
+    cfg = tiny_det_cfg(with_val=True)
+    cfg.val_dataloader.dataset = dict(
+        type='ConcatDataset',
+        datasets=[cfg.val_dataloader.dataset,
+                  dict(type='RepeatDataset', times=2,
+                       dataset=dict(type='MyNucleiDataset', data_root=str(tmp_path / 'nope'),
+                                    ann_file='train.json'))])
+    with pytest.raises(DatasetNotFoundError,
+                       match=r'MyNucleiDataset not found at .*nope/train\.json.*'
+                       r'val_dataloader\.dataset\.datasets\[1\]\.dataset\.data_root'):
+        check_dataset_paths(cfg)
+    # The val split is only built (hence checked) when there is a val loop.
+    cfg.val_cfg = None
+    check_dataset_paths(cfg)
+
+
+def test_train_cli_stops_before_building_anything(tiny_det_cfg, tmp_path, run_tool):
+    cfg = _point_at_missing_coco(tiny_det_cfg(), tmp_path)
+    cfg_file = tmp_path / 'missing.py'
+    cfg.dump(str(cfg_file))
+    proc = run_tool('tools/train.py', cfg_file)
+    assert proc.returncode == 1
+    assert 'COCO not found at' in proc.stderr and 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'work_dir').exists()  # no Runner was built

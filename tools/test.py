@@ -1,0 +1,96 @@
+"""Test (and evaluate) a detector with mmengine's Runner; the CLI is mmdet's ``tools/test.py``.
+
+Additions: ``import effdet_plugin`` fills the registries; a missing dataset or checkpoint stops
+the run at once with a hint; ``--launcher pytorch`` also works on CPU-only machines (gloo).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+from copy import deepcopy
+
+from mmengine.config import ConfigDict, DictAction
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.evaluation import DumpDetResults
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+
+import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
+from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save evaluation metrics')
+    parser.add_argument('--out', help='dump predictions to a .pkl file for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='save painted images to work_dir/<timestamp>/<show_dir>')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. test_dataloader.batch_size=4; lists as '
+        'key="[a,b]", no spaces')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def use_tta(cfg: ConfigDict) -> None:
+    """Wrap the model in mmdet's ``DetTTAModel`` with a flip TTA pipeline unless the config
+    defines ``tta_model`` / ``tta_pipeline`` itself."""
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset:  # the pipeline lives in the innermost wrapped dataset
+        dataset = dataset['dataset']
+    if 'tta_model' not in cfg:
+        warnings.warn('No tta_model in the config: using DetTTAModel with NMS 0.5.')
+        cfg.tta_model = dict(
+            type='DetTTAModel',
+            tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('No tta_pipeline in the config: using the test pipeline with and '
+                      'without horizontal flip.')
+        cfg.tta_pipeline = deepcopy(dataset.pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[
+                [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                [dict(type='PackDetInputs',
+                      meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                 'scale_factor', 'flip', 'flip_direction'))],
+            ])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    dataset.pipeline = cfg.tta_pipeline
+
+
+def main() -> None:
+    args = parse_args()
+    setup_cache_size_limit_of_dynamo()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        sys.exit(f'error: --out must be a .pkl/.pickle file, got {args.out}')
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        sys.exit(f'error: checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        use_tta(cfg)
+
+    exit_if_dataset_missing(cfg, ('test', ))
+    runner = build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

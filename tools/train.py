@@ -1,0 +1,70 @@
+"""Train a detector with mmengine's Runner; the CLI is mmdet's ``tools/train.py``.
+
+Additions: ``import effdet_plugin`` fills the registries; ``--amp`` falls back to bfloat16
+autocast without CUDA; a missing dataset stops the run at once with a hint; ``--launcher
+pytorch`` also works on CPU-only machines (gloo).
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+
+import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
+from effdet_plugin.engine import enable_amp
+from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision: fp16 with dynamic loss scaling on CUDA, bfloat16 on CPU')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the LR by total batch size / auto_scale_lr.base_batch_size')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a value, from the latest checkpoint in '
+        'the work dir')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. train_dataloader.batch_size=4 '
+        'model.backbone.depth=18; lists as key="[a,b]", no spaces')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    setup_cache_size_limit_of_dynamo()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        scale_cfg = cfg.get('auto_scale_lr') or {}
+        if 'enable' not in scale_cfg or 'base_batch_size' not in scale_cfg:
+            raise RuntimeError('--auto-scale-lr needs auto_scale_lr=dict(enable=False, '
+                               'base_batch_size=...) in the config')
+        cfg.auto_scale_lr.enable = True
+    # An explicit checkpoint takes priority over auto-resume from the work dir.
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+
+    exit_if_dataset_missing(cfg, ('train', 'val'))
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
