@@ -1,0 +1,67 @@
+"""Check a converted ``EffNet`` against the network its weights came from, layer by layer.
+
+Used by the parity tests and ``benchmarks/backbone_parity.py``; handy after converting any
+new checkpoint too.
+"""
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..models.backbones import EffNet
+from .efficientnet import convert_efficientnet
+
+
+def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN layer random affine parameters and running statistics, so that a parity
+    check also covers the BN buffers (fresh models have mean 0 / var 1, which hide swaps)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    return model
+
+
+def reference_layers(net: nn.Module, source: str) -> List[Callable]:
+    """The source network split like ``EffNet.layers``: stem, 7 stages, head conv."""
+    if source == 'torchvision':
+        return list(net.features)
+    if source == 'timm':
+        return ([lambda x: net.bn1(net.conv_stem(x))] + list(net.blocks) +
+                [lambda x: net.bn2(net.conv_head(x))])
+    raise ValueError(f'No reference split for source {source!r}; use torchvision or timm.')
+
+
+@torch.no_grad()
+def layer_diffs(ours: EffNet, reference: List[Callable], x: torch.Tensor) -> List[float]:
+    """Max abs difference of every layer output (``ours`` must return all 9 layers)."""
+    outs = ours(x)
+    diffs, y = [], x
+    for layer, out in zip(reference, outs):
+        y = layer(y)
+        if y.shape != out.shape:
+            raise AssertionError(f'shape {tuple(out.shape)} != reference {tuple(y.shape)}')
+        diffs.append((y - out).abs().max().item())
+    return diffs
+
+
+def converted_pair(net: nn.Module,
+                   source: str,
+                   tf_ported: bool = False,
+                   seed: int = 0,
+                   arch: Optional[str] = None) -> EffNet:
+    """Randomise ``net``'s BN stats, convert it and return the matching ``EffNet`` (eval, all
+    9 layers as outputs), built with the settings the conversion recommends."""
+    randomize_bn_stats(net, seed).eval()
+    result = convert_efficientnet(net.state_dict(), source, arch=arch, tf_ported=tf_ported)
+    cfg = dict(result.backbone_cfg)
+    cfg.pop('type')
+    ours = EffNet(out_indices=tuple(range(EffNet.num_layers)), **cfg).eval()
+    ours.load_state_dict(result.state_dict, strict=True)
+    return ours
