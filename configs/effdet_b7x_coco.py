@@ -1,20 +1,8 @@
-_base_ = './_base_/effdet_coco.py'
-# EfficientDet-D7X: EfficientNet-B7 backbone, BiFPN 384 ch x 8, head 5 layers, 1536 input, sum fusion, levels P3-P8.
-image_size = 1536
+_base_ = './effdet_b7_coco.py'
+# EfficientDet-D7x: D7's 1536 input and 600 epochs with an EfficientNet-B7 backbone, BiFPN
+# 384 ch x 8, head 5 layers, anchor scale 4, sum fusion, levels P3-P8 (padding to 2^8).
 model = dict(
     data_preprocessor=dict(pad_size_divisor=256),
     backbone=dict(arch='b7'),
     neck=dict(in_channels=[80, 224, 640], arch='d7x'),
     bbox_head=dict(arch='d7x'))
-train_pipeline = _base_.train_pipeline
-train_pipeline[2].scale = train_pipeline[3].crop_size = (image_size, image_size)
-test_pipeline = _base_.test_pipeline
-test_pipeline[1].scale = (image_size, image_size)
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-# The official D7/D7x schedule is 600 epochs.
-max_epochs = 600
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = _base_.param_scheduler
-param_scheduler[1].end = max_epochs
-param_scheduler[1].T_max = max_epochs - 1
