@@ -13,6 +13,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..necks.bifpn_layers import SeparableConvModule
 from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the generator)
+from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
 from ..utils.scaling import get_det_scale
 
 # Official matcher: IoU >= 0.5 positive, < 0.5 negative, and every box keeps its best anchor.
@@ -193,6 +194,16 @@ class EffDetHead(AnchorHead):
         for conv, norm in zip(self.reg_convs, self.reg_norms[level]):
             reg_feat = self.act(norm(conv(reg_feat)))
         return self.cls_pred(cls_feat), self.reg_pred(reg_feat)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """A checkpoint with another class count loads all but the class predictor, which
+        is re-initialised (prior-probability bias) with one log line, instead of mmengine's
+        size-mismatch warning that leaves it as it was."""
+        adapt_class_predictor(
+            self, state_dict, prefix, 'cls_pred.pointwise_conv.conv.weight',
+            'cls_pred.pointwise_conv.conv.bias', self.num_classes, self.num_base_priors,
+            prior_prob_from_init_cfg(self.init_cfg, 'cls_pred'))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def get_targets(self, *args, return_sampling_results: bool = False, **kwargs) -> tuple:
         """Anchor targets with the official normaliser ``num_pos + avg_factor_offset``.

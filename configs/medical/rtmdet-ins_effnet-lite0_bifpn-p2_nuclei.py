@@ -1,0 +1,63 @@
+# One-stage instance segmentation on nuclei: mmdet's RTMDetInsSepBNHead (dynamic-conv masks,
+# dynamic soft label assignment) on EfficientNet-Lite0 (ImageNet) + BiFPN P2-P4 (strides 4, 8,
+# 16). Mask prototypes come from the finest level, so masks are predicted at stride 4.
+_base_ = ['./_base_/nuclei_instance.py', './_base_/finetune_cpu.py']
+custom_imports = dict(
+    imports=['effdet_plugin', 'effdet_plugin.datasets.transforms.albu_compat'],
+    allow_failed_imports=False)
+norm_cfg = dict(type='BN', eps=1e-3, momentum=0.1)  # see _base_/models/effdet_lite0.py
+strides = [4, 8, 16]
+width = 64
+model = dict(
+    type='SingleStageDetector',
+    data_preprocessor=dict(
+        type='DetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=32,
+        pad_mask=True),  # masks padded with the batch (crops may be smaller than 256)
+    backbone=dict(
+        type='EffNet',
+        arch='lite0',
+        out_indices=(2, 3, 5),  # strides 4, 8, 16; stages 6-7 are not built
+        frozen_stages=1,
+        drop_path_rate=0.1,
+        padding='tf_same',
+        norm_cfg=norm_cfg,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/effnet_lite0_imagenet.pth')),
+    neck=dict(
+        type='EffBiFPN',
+        in_channels=[24, 40, 112],
+        arch='lite0',
+        min_level=2,
+        max_level=4,
+        norm_cfg=norm_cfg,
+        act_cfg=dict(type='ReLU6')),
+    bbox_head=dict(
+        type='RTMDetInsSepBNHead',
+        num_classes=1,
+        in_channels=width,
+        feat_channels=width,
+        stacked_convs=2,
+        share_conv=True,
+        pred_kernel_size=1,
+        norm_cfg=norm_cfg,
+        act_cfg=dict(type='SiLU'),
+        anchor_generator=dict(type='MlvlPointGenerator', offset=0, strides=strides),
+        bbox_coder=dict(type='DistancePointBBoxCoder'),
+        loss_cls=dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0),
+        loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
+        loss_mask=dict(type='DiceLoss', loss_weight=2.0, eps=5e-6, reduction='mean')),
+    train_cfg=dict(
+        assigner=dict(type='DynamicSoftLabelAssigner', topk=13),
+        allowed_border=-1,
+        pos_weight=-1,
+        debug=False),
+    test_cfg=dict(
+        nms_pre=1000,
+        min_bbox_size=0,
+        score_thr=0.05,
+        nms=dict(type='nms', iou_threshold=0.6),
+        max_per_img=100,
+        mask_thr_binary=0.5))
