@@ -84,7 +84,9 @@ def main() -> None:
 
     files = collect_inputs(args.inputs)
     model = init_detector(args.config, args.checkpoint, device=args.device)
-    visualizer = VISUALIZERS.build(model.cfg.visualizer)
+    vis_cfg = dict(model.cfg.get('visualizer') or dict(type='DetLocalVisualizer'))
+    vis_cfg.setdefault('name', 'infer_visualizer')
+    visualizer = VISUALIZERS.build(vis_cfg)
     visualizer.dataset_meta = model.dataset_meta
     classes = model.dataset_meta.get('classes', ())
     os.makedirs(args.out_dir, exist_ok=True)

@@ -1,0 +1,67 @@
+"""tools/infer.py end to end: a folder with 8-bit, 16-bit and DICOM images in, PNGs + JSON out."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def trained_checkpoint(tiny_det_cfg, tmp_path):
+    """A tiny RetinaNet config file and a checkpoint of its (untrained) weights."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    cfg = tiny_det_cfg()
+    cfg.model.test_cfg.score_thr = 0.0  # untrained: keep every box so the JSON is non-empty
+    cfg_path = tmp_path / 'tiny.py'
+    cfg.dump(str(cfg_path))
+    model = MODELS.build(cfg.model)
+    ckpt = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': model.state_dict(),
+                'meta': {'dataset_meta': {'classes': ('box', 'disc')}}}, ckpt)
+    return cfg_path, ckpt
+
+
+def test_infer_folder_with_8bit_16bit_and_dicom(trained_checkpoint, tmp_path):
+    import pydicom
+    cfg_path, ckpt = trained_checkpoint
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = np.random.RandomState(0)
+    cv2.imwrite(str(images / 'rgb.png'), rng.randint(0, 255, (64, 80, 3), np.uint8))
+    cv2.imwrite(str(images / 'gray16.png'), rng.randint(0, 65535, (72, 64), np.uint16))
+    dicom = Path(pydicom.__file__).parent / 'data' / 'test_files' / 'CT_small.dcm'
+    (images / 'ct.dcm').write_bytes(dicom.read_bytes())
+    (images / 'notes.txt').write_text('not an image: ignored')
+    out = tmp_path / 'out'
+    proc = subprocess.run(
+        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(images),
+         '--out-dir', str(out), '--score-thr', '0.0'],
+        cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / 'detections.json').read_text())
+    assert sorted(Path(k).name for k in report) == ['ct.dcm', 'gray16.png', 'rgb.png']
+    for stem, (h, w) in {'rgb': (64, 80), 'gray16': (72, 64), 'ct': (128, 128)}.items():
+        png = cv2.imread(str(out / f'{stem}.png'))
+        assert png is not None and png.shape[:2] == (h, w)  # drawn at the original size
+    dets = report[str(images / 'rgb.png')]
+    assert dets and {'bbox', 'score', 'label', 'class_name'} <= set(dets[0])
+    assert all(d['class_name'] in ('box', 'disc') for d in dets)
+    boxes = np.array([d['bbox'] for d in dets])
+    assert (boxes[:, 2] <= 80 + 1e-3).all() and (boxes[:, 3] <= 64 + 1e-3).all()
+
+
+def test_infer_missing_input_says_what_to_pass(trained_checkpoint, tmp_path):
+    cfg_path, ckpt = trained_checkpoint
+    proc = subprocess.run(
+        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(tmp_path / 'nope')],
+        cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert proc.returncode != 0
+    assert 'does not exist' in proc.stderr and 'pass an image file' in proc.stderr
