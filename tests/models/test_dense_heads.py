@@ -1,12 +1,14 @@
 """EffDetHead: layers, anchors, losses (checked against effdet), prediction, parameter count."""
 import pytest
 import torch
+from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.models.dense_heads import EffDetHead
 from effdet_plugin.models.task_modules import EffDetAnchorGenerator
-from effdet_plugin.models.utils import get_det_scale
+from effdet_plugin.models.utils import get_det_scale, topk_candidates
+from effdet_plugin.models.utils.candidates import top_indices
 from mmdet.registry import MODELS, TASK_UTILS
 
 EFFDET_ASPECTS = [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)]
@@ -180,6 +182,79 @@ def test_predict_caps_detections_in_original_coordinates(nms):
         assert res.bboxes[:, 0::2].max() <= 128 and res.bboxes[:, 1::2].max() <= 64
         assert res.bboxes[:, 2].max() > 64  # would be impossible in a 64-wide half scale
         assert torch.all(res.scores[:-1] >= res.scores[1:])
+
+
+@pytest.mark.parametrize('nms_pre,score_thr', [(1000, 0.05), (50, 0.001), (-1, 0.3)])
+def test_topk_candidates_match_mmdet_selection(nms_pre, score_thr):
+    from mmdet.models.utils import filter_scores_and_topk
+    anchors, classes = 3, 7
+    cls_score = torch.randn(anchors * classes, 40, 30, generator=torch.Generator().manual_seed(1))
+    scores, labels, anchor, location = topk_candidates(cls_score, classes, score_thr, nms_pre)
+    flat = cls_score.permute(1, 2, 0).reshape(-1, classes)  # mmdet's (prior, class) layout
+    ref_scores, ref_labels, ref_priors, _ = filter_scores_and_topk(
+        flat.sigmoid(), score_thr, nms_pre if nms_pre > 0 else flat.numel())
+    priors = location * anchors + anchor
+    # same (prior, class) candidates with the same scores; equal scores may come in any order
+    assert len(scores) > 0
+    assert set((priors * classes + labels).tolist()) == set(
+        (ref_priors * classes + ref_labels).tolist())
+    assert torch.equal(scores, ref_scores)
+    assert torch.equal(flat[priors, labels].sigmoid(), scores)
+
+
+@pytest.mark.parametrize('k', [1, 40, 999])
+def test_top_indices_prefilter_is_exact(k):
+    values = torch.randn(200_000, generator=torch.Generator().manual_seed(k))
+    assert set(top_indices(values, k).tolist()) == set(values.topk(k).indices.tolist())
+    # ties defeat the sampled threshold: the full top-k runs and still returns k of the best
+    tied = torch.zeros(200_000)
+    tied[:5] = 1.0
+    index = top_indices(tied, k)
+    assert len(index) == k and tied[index].sum() == min(k, 5)
+    assert torch.equal(top_indices(values[:10], 0), values[:10].argsort(descending=True))
+
+
+@pytest.mark.parametrize('nms', [None, dict(type='nms', iou_threshold=0.5)])
+def test_predict_equals_mmdet_post_processing(nms):
+    """Our top-k selection feeds mmdet's post-processing the same candidates as its sort."""
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+    test_cfg = dict(nms_pre=300, min_bbox_size=0, score_thr=0.01, max_per_img=100,
+                    nms=nms or dict(type='soft_nms', iou_threshold=0.3, sigma=0.5,
+                                    min_score=1e-3, method='gaussian'))
+    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=1, test_cfg=test_cfg).eval()
+    cls, reg = _outputs(head, 128, 192, batch=1)
+    cls, reg = [c.detach() - 2.0 for c in cls], [r.detach() for r in reg]
+    metas = _metas(128, 192, batch=1, scale=2.0)
+    ours = head.predict_by_feat(cls, reg, batch_img_metas=metas, rescale=True)[0]
+    with pytest.MonkeyPatch.context() as mp:  # mmdet's own single-image path
+        mp.setattr(EffDetHead, '_predict_by_feat_single', BaseDenseHead._predict_by_feat_single)
+        ref = head.predict_by_feat(cls, reg, batch_img_metas=metas, rescale=True)[0]
+    assert len(ours) == len(ref) == 100
+    assert torch.equal(ours.labels, ref.labels)
+    torch.testing.assert_close(ours.bboxes, ref.bboxes)
+    torch.testing.assert_close(ours.scores, ref.scores)
+
+
+def test_image_scope_keeps_the_best_candidates_of_all_levels():
+    test_cfg = dict(nms_pre=200, nms_pre_scope='image', min_bbox_size=-1, score_thr=0.01,
+                    nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)
+    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1, test_cfg=test_cfg).eval()
+    cls, reg = _outputs(head, 128, 128, batch=1)
+    cls, reg = [c.detach() for c in cls], [r.detach() for r in reg]
+    metas = _metas(128, 128, batch=1)
+    res = head.predict_by_feat(cls, reg, batch_img_metas=metas, with_nms=False)[0]
+    every_score = torch.cat([c[0].permute(1, 2, 0).reshape(-1) for c in cls]).sigmoid()
+    assert len(res) == 200
+    torch.testing.assert_close(res.scores.sort(descending=True).values,
+                               every_score.topk(200).values)
+    per_level = head.predict_by_feat(
+        cls, reg, batch_img_metas=metas, with_nms=False,
+        cfg=ConfigDict(test_cfg, nms_pre_scope='level'))[0]
+    above = [int((c.sigmoid() > 0.01).sum()) for c in cls]
+    assert len(per_level) == sum(min(200, n) for n in above) > 200
+    with pytest.raises(ValueError, match="'level'.*'image'"):
+        head.predict_by_feat(cls, reg, batch_img_metas=metas,
+                             cfg=ConfigDict(test_cfg, nms_pre_scope='all'))
 
 
 def test_d0_param_count_matches_effdet():

@@ -35,6 +35,7 @@ model = dict(
         debug=False),
     test_cfg=dict(
         nms_pre=5000,
+        nms_pre_scope='image',  # the 5000 best of the image (official); 'level': per level
         min_bbox_size=0,
         score_thr=0.001,
         # Gaussian soft-NMS, as the official COCO evaluation; hard NMS:

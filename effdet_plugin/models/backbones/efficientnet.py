@@ -13,8 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from ..layers import MBConv, same_padding_conv_cfg
-from ..layers.mbconv import pads_itself
+from ..layers import MBConv, resolve_padding, same_padding_conv_cfg
 from ..utils.scaling import (EFFICIENTNET_SCALES, NetScale, get_net_scale, round_filters,
                              round_repeats)
 
@@ -137,8 +136,7 @@ class EffNet(BaseModule):
         if act_cfg is None:
             act_cfg = dict(type='ReLU6') if self.scale.lite else dict(type='SiLU')
         conv_cfg = same_padding_conv_cfg(conv_cfg, padding)
-        stem_pad = 0 if pads_itself(conv_cfg) else 1
-        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)
+        stem_cfg, stem_pad = resolve_padding(conv_cfg, 3, stride=2)
 
         stages = scale_stages(self.scale)
         width = 1.0 if self.scale.lite else self.scale.width  # Lite fixes stem and head
@@ -147,7 +145,8 @@ class EffNet(BaseModule):
         total_blocks = sum(s.repeats for s in stages)
 
         self.layers = nn.ModuleList(
-            [ConvModule(in_channels, stem_channels, 3, stride=2, padding=stem_pad, **common)])
+            [ConvModule(in_channels, stem_channels, 3, stride=2, padding=stem_pad,
+                        conv_cfg=stem_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)])
         channels, strides, stride, block_id = [stem_channels], [2], 2, 0
         for spec in stages:
             blocks = []
@@ -157,13 +156,16 @@ class EffNet(BaseModule):
                            spec.kernel_size, spec.stride if i == 0 else 1, spec.expand_ratio,
                            se_ratio=spec.se_ratio,
                            drop_path_rate=drop_path_rate * block_id / total_blocks,
-                           with_cp=with_cp, **common))
+                           with_cp=with_cp, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
+                           act_cfg=act_cfg))
                 block_id += 1
             stride *= spec.stride
             self.layers.append(nn.Sequential(*blocks))
             channels.append(spec.out_channels)
             strides.append(stride)
-        self.layers.append(ConvModule(channels[-1], head_channels, 1, **common))
+        self.layers.append(
+            ConvModule(channels[-1], head_channels, 1, conv_cfg=resolve_padding(conv_cfg, 1)[0],
+                       norm_cfg=norm_cfg, act_cfg=act_cfg))
         channels.append(head_channels)
         strides.append(stride)
         # Layers past the deepest requested output would hold unused parameters (the 1x1

@@ -2,18 +2,22 @@
 import copy
 from typing import List, Optional, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.utils import multi_apply
+from mmdet.structures.bbox import cat_boxes
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..necks.bifpn_layers import SeparableConvModule
 from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the generator)
 from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
+from ..utils.candidates import topk_candidates
 from ..utils.scaling import get_det_scale
 
 # Official matcher: IoU >= 0.5 positive, < 0.5 negative, and every box keeps its best anchor.
@@ -30,12 +34,13 @@ DEFAULT_TRAIN_CFG = dict(
     pos_weight=-1,
     debug=False)
 
-# Official evaluation: Gaussian soft-NMS (paper sigma 0.5 = mmcv's sigma; TF's API takes
-# sigma / 2), scores below 1e-3 dropped, 100 detections out. The official 5000 candidates are
-# over all levels; mmdet's nms_pre counts per level. For hard NMS use
+# Official evaluation: the 5000 best candidates of the image (nms_pre_scope='image'; mmdet's
+# nms_pre counts per level, 'level'), Gaussian soft-NMS (paper sigma 0.5 = mmcv's sigma; TF's
+# API takes sigma / 2), scores below 1e-3 dropped, 100 detections out. For hard NMS use
 # nms=dict(type='nms', iou_threshold=0.5).
 DEFAULT_TEST_CFG = dict(
     nms_pre=5000,
+    nms_pre_scope='image',
     min_bbox_size=0,
     score_thr=0.001,
     nms=dict(type='soft_nms', iou_threshold=0.3, sigma=0.5, min_score=1e-3, method='gaussian'),
@@ -218,3 +223,60 @@ class EffDetHead(AnchorHead):
         if not return_sampling_results:
             results = results[:5] + results[6:]
         return results
+
+    def _predict_by_feat_single(self,
+                                cls_score_list: List[Tensor],
+                                bbox_pred_list: List[Tensor],
+                                score_factor_list: List[Optional[Tensor]],
+                                mlvl_priors: List[Tensor],
+                                img_meta: dict,
+                                cfg: Optional[ConfigDict],
+                                rescale: bool = False,
+                                with_nms: bool = True) -> InstanceData:
+        """Detections of one image: the ``nms_pre`` best (anchor, class) scores above
+        ``score_thr``, decoded, then mmdet's rescale and NMS.
+
+        ``cfg.nms_pre_scope`` says what ``nms_pre`` counts: ``'level'`` (mmdet's meaning,
+        the default when absent) keeps ``nms_pre`` per level, ``'image'`` (the official
+        evaluation) ``nms_pre`` over all levels, so NMS sees 5 times fewer boxes. Either way
+        candidates are chosen by a partial top-k over the logits (:func:`topk_candidates`)
+        rather than mmdet's sort of every score, which made CPU prediction 2.6x slower
+        than the official model's; with ``'level'`` the candidates equal mmdet's.
+        """
+        if not self.use_sigmoid_cls:  # softmax scores: mmdet's selection
+            return super()._predict_by_feat_single(
+                cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors, img_meta, cfg,
+                rescale, with_nms)
+        cfg = self.test_cfg if cfg is None else cfg
+        nms_pre = cfg.get('nms_pre', -1)
+        score_thr = cfg.get('score_thr', 0)
+        scope = cfg.get('nms_pre_scope', 'level')
+        if scope not in ('level', 'image'):
+            raise ValueError(f"test_cfg.nms_pre_scope must be 'level' (nms_pre candidates per "
+                             f"level, mmdet) or 'image' (over all levels, official), got "
+                             f'{scope!r}')
+        scores, labels, deltas, priors = [], [], [], []
+        num_anchors, box_dim = self.num_base_priors, self.bbox_coder.encode_size
+        for cls_score, bbox_pred, level_priors in zip(cls_score_list, bbox_pred_list,
+                                                      mlvl_priors):
+            level_scores, level_labels, anchor, location = topk_candidates(
+                cls_score, self.cls_out_channels, score_thr, nms_pre)
+            scores.append(level_scores)
+            labels.append(level_labels)
+            # (A * 4, H, W) -> the 4 deltas of each (anchor, location), without a permuted copy
+            deltas.append(bbox_pred.reshape(num_anchors, box_dim, -1)[anchor, :, location])
+            priors.append(level_priors[location * num_anchors + anchor])
+        scores, labels, deltas, priors = (
+            torch.cat(scores), torch.cat(labels), torch.cat(deltas), cat_boxes(priors))
+        if scope == 'image' and 0 < nms_pre < len(scores):
+            # the image's best nms_pre are among the per-level best nms_pre
+            scores, keep = scores.topk(nms_pre)
+            labels, deltas, priors = labels[keep], deltas[keep], priors[keep]
+        results = InstanceData()
+        results.bboxes = self.bbox_coder.decode(
+            priors, deltas, max_shape=img_meta['img_shape'])
+        results.scores = scores
+        results.labels = labels
+        return self._bbox_post_process(
+            results=results, cfg=copy.deepcopy(cfg), rescale=rescale, with_nms=with_nms,
+            img_meta=img_meta)

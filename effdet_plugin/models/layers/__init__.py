@@ -1,3 +1,4 @@
-from .mbconv import MBConv, SqueezeExcite, same_padding_conv_cfg
+from .mbconv import MBConv, SqueezeExcite
+from .padding import resolve_padding, same_padding_conv_cfg
 
-__all__ = ['MBConv', 'SqueezeExcite', 'same_padding_conv_cfg']
+__all__ = ['MBConv', 'SqueezeExcite', 'resolve_padding', 'same_padding_conv_cfg']

@@ -10,20 +10,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.utils import ConfigType, OptConfigType
-
-
-def same_padding_conv_cfg(conv_cfg: OptConfigType, padding: str) -> OptConfigType:
-    """Conv config for a padding style: ``'symmetric'`` (PyTorch) or ``'tf_same'`` (TF 'SAME')."""
-    if padding == 'tf_same':
-        return dict(type='Conv2dAdaptivePadding')
-    if padding != 'symmetric':
-        raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}")
-    return conv_cfg
-
-
-def pads_itself(conv_cfg: OptConfigType) -> bool:
-    """Whether convs of ``conv_cfg`` compute their own (TF 'SAME') padding."""
-    return bool(conv_cfg) and conv_cfg.get('type') == 'Conv2dAdaptivePadding'
+from .padding import resolve_padding
 
 
 class SqueezeExcite(BaseModule):
@@ -84,14 +71,15 @@ class MBConv(BaseModule):
         self.with_cp = with_cp
         self.with_residual = stride == 1 and in_channels == out_channels
         mid_channels = int(in_channels * expand_ratio)
-        padding = 0 if pads_itself(conv_cfg) else kernel_size // 2
-        common = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+        pointwise_cfg, _ = resolve_padding(conv_cfg, 1)
+        depthwise_cfg, padding = resolve_padding(conv_cfg, kernel_size, stride)
+        common = dict(conv_cfg=pointwise_cfg, norm_cfg=norm_cfg)
         self.expand_conv = (
             ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, **common)
             if expand_ratio != 1 else nn.Identity())
         self.depthwise_conv = ConvModule(
             mid_channels, mid_channels, kernel_size, stride=stride, padding=padding,
-            groups=mid_channels, act_cfg=act_cfg, **common)
+            groups=mid_channels, act_cfg=act_cfg, conv_cfg=depthwise_cfg, norm_cfg=norm_cfg)
         self.se = (
             SqueezeExcite(mid_channels, max(1, int(in_channels * se_ratio)), act_cfg)
             if se_ratio > 0 else nn.Identity())

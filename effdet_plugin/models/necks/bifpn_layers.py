@@ -14,6 +14,7 @@ from mmcv.cnn import ConvModule
 from torch import Tensor
 
 from mmdet.utils import OptConfigType
+from ..layers.padding import resolve_padding
 
 FUSION_MODES = ('fast', 'softmax', 'sum')
 
@@ -102,13 +103,6 @@ def build_downsample(pool_padding: str = 'same') -> nn.Module:
     raise ValueError(f"pool_padding must be 'same' or 'symmetric', got {pool_padding!r}")
 
 
-def conv_padding(conv_cfg: OptConfigType, kernel_size: int) -> int:
-    """Explicit padding for a stride-1 conv; adaptive ("same") convs pad themselves."""
-    if conv_cfg is not None and conv_cfg.get('type') == 'Conv2dAdaptivePadding':
-        return 0
-    return kernel_size // 2
-
-
 class SeparableConvModule(nn.Module):
     """Depthwise conv (no bias) followed by a pointwise ConvModule (optional bias/norm/act).
 
@@ -136,14 +130,15 @@ class SeparableConvModule(nn.Module):
                  norm_cfg: OptConfigType = None,
                  act_cfg: OptConfigType = None) -> None:
         super().__init__()
+        depthwise_cfg, padding = resolve_padding(conv_cfg, kernel_size)
         self.depthwise_conv = ConvModule(
             in_channels,
             in_channels,
             kernel_size,
-            padding=conv_padding(conv_cfg, kernel_size),
+            padding=padding,
             groups=in_channels,
             bias=False,
-            conv_cfg=conv_cfg,
+            conv_cfg=depthwise_cfg,
             norm_cfg=None,
             act_cfg=None)
         self.pointwise_conv = conv_module(
@@ -151,7 +146,7 @@ class SeparableConvModule(nn.Module):
             out_channels,
             1,
             bias=bias,
-            conv_cfg=conv_cfg,
+            conv_cfg=resolve_padding(conv_cfg, 1)[0],
             norm_cfg=norm_cfg,
             act_cfg=act_cfg)
 
