@@ -1,10 +1,10 @@
-_base_ = './_base_/effdet_coco.py'
+_base_ = './_base_/effdet_lite_coco.py'
 # EfficientDet-Lite1: EfficientNet-Lite1 backbone, BiFPN 88 ch x 4, head 3 layers, 384 input, anchor scale 3, sum fusion.
 image_size = 384
 model = dict(
     backbone=dict(arch='lite1'),
-    neck=dict(in_channels=[40, 112, 320], arch='lite1', act_cfg=dict(type='ReLU6')),
-    bbox_head=dict(arch='lite1', act_cfg=dict(type='ReLU6')))
+    neck=dict(in_channels=[40, 112, 320], arch='lite1'),
+    bbox_head=dict(arch='lite1'))
 train_pipeline = _base_.train_pipeline
 train_pipeline[2].scale = train_pipeline[3].crop_size = (image_size, image_size)
 test_pipeline = _base_.test_pipeline

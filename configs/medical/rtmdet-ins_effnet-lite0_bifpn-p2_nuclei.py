@@ -3,7 +3,7 @@
 # 16). Mask prototypes come from the finest level, so masks are predicted at stride 4.
 _base_ = ['./_base_/nuclei_instance.py', './_base_/finetune_cpu.py']
 custom_imports = dict(
-    imports=['effdet_plugin', 'effdet_plugin.datasets.transforms.albu_compat'],
+    imports=['effdet_plugin'],
     allow_failed_imports=False)
 norm_cfg = dict(type='BN', eps=1e-3, momentum=0.1)  # see _base_/models/effdet_lite0.py
 strides = [4, 8, 16]

@@ -41,7 +41,7 @@ VARIANT_CONFIGS: Dict[str, str] = {
     **{f'lite{i}': f'configs/effdet_lite{i}_coco.py' for i in range(5)},
 }
 # effdet normalises inputs of the Lite and AdvProp (``_ap``) models to [-1, 1], the others
-# with the ImageNet mean/std that our configs use.
+# with the ImageNet mean/std. Our Lite configs already use [-1, 1]; the D configs do not.
 HALF_RANGE_NORM = dict(mean=[127.5] * 3, std=[127.5] * 3)
 
 _NAME_RE = re.compile(r'(tf_)?efficientdet_(d\d|d7x|lite\dx?)(_ap)?(?![a-z0-9])')
@@ -138,7 +138,7 @@ def config_overrides(variant: str, num_classes: int, advprop: bool = False) -> D
     overrides: Dict[str, object] = {}
     if num_classes != len(COCO80_CATEGORY_IDS):
         overrides['model.bbox_head.num_classes'] = num_classes
-    if variant.startswith('lite') or advprop:
+    if advprop and not variant.startswith('lite'):
         overrides['model.data_preprocessor.mean'] = HALF_RANGE_NORM['mean']
         overrides['model.data_preprocessor.std'] = HALF_RANGE_NORM['std']
     return overrides

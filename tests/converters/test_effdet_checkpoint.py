@@ -16,8 +16,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 
-from effdet_plugin.converters.effdet_checkpoint import (COCO80_CATEGORY_IDS, infer_variant,
-                                                        parse_effdet_name)
+from effdet_plugin.converters.effdet_checkpoint import (COCO80_CATEGORY_IDS, config_overrides,
+                                                        infer_variant, parse_effdet_name)
 from effdet_plugin.models.utils import checkpoint_classes
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -121,9 +121,13 @@ def test_meta_and_config_hints(converted):
     assert meta['cfg_options'] == {} and meta['num_classes'] == 80
     assert meta['dataset_meta']['classes'][11] == 'stop sign'  # COCO id 13 (12 is unused)
     lite = converted['tf_efficientdet_lite0'][2]
-    # effdet feeds Lite models inputs scaled to [-1, 1]
-    assert lite['config'] == 'configs/effdet_lite0_coco.py'
-    assert lite['cfg_options']['model.data_preprocessor.std'] == [127.5] * 3
+    # effdet feeds Lite models inputs scaled to [-1, 1], as our Lite configs do already
+    assert lite['config'] == 'configs/effdet_lite0_coco.py' and lite['cfg_options'] == {}
+    lite_cfg = Config.fromfile(REPO / lite['config'])
+    assert lite_cfg.model.data_preprocessor.std == [127.5] * 3
+    assert lite_cfg.model.neck.act_cfg.type == lite_cfg.model.bbox_head.act_cfg.type == 'ReLU6'
+    # AdvProp D weights were trained on [-1, 1] inputs too; the D configs are not
+    assert config_overrides('d2', 80, advprop=True)['model.data_preprocessor.mean'] == [127.5] * 3
 
 
 def _effdet_detections(ref, x):

