@@ -239,9 +239,10 @@ class EffDetHead(AnchorHead):
         ``cfg.nms_pre_scope`` says what ``nms_pre`` counts: ``'level'`` (mmdet's meaning,
         the default when absent) keeps ``nms_pre`` per level, ``'image'`` (the official
         evaluation) ``nms_pre`` over all levels, so NMS sees 5 times fewer boxes. Either way
-        candidates are chosen by a partial top-k over the logits (:func:`topk_candidates`)
-        rather than mmdet's sort of every score, which made CPU prediction 2.6x slower
-        than the official model's; with ``'level'`` the candidates equal mmdet's.
+        candidates are chosen by a partial top-k over the unpermuted logits
+        (:func:`topk_candidates`) rather than mmdet's sort of every score, which made CPU
+        prediction 2.6-2.9x slower than the official model's; with ``'level'`` the
+        candidates equal mmdet's.
         """
         if not self.use_sigmoid_cls:  # softmax scores: mmdet's selection
             return super()._predict_by_feat_single(
