@@ -152,10 +152,12 @@ def test_cli_runs_all_four_starting_points_at_tiny_scale(tmp_path, capsys):
 def test_imagenet_beats_scratch_on_nuclei(tmp_path):
     """The real comparison on data/nuclei, 100 iterations (about 3 min on a 2-core CPU).
 
-    Measured: AP50 0.686 (ImageNet) vs 0.540 (scratch). The advantage is an early one: by
-    300 iterations scratch catches up on this data (README, transfer-learning table)."""
+    Measured bbox AP (AP50): ImageNet 0.180 (0.686) vs scratch 0.151 (0.540) from the CLI,
+    0.240 (0.660) vs 0.162 (0.635) and 0.239 (0.728) vs 0.223 (0.662) in this test; CPU runs in different processes are not
+    bit-identical, and AP50 margins are small, so the test compares AP. The advantage is an
+    early one: by 300 iterations scratch catches up on this data (README, transfer table)."""
     if not (REPO / 'data' / 'nuclei' / 'annotations' / 'instances_val.json').is_file():
         pytest.skip('data/nuclei is missing: run tools/dataset_converters/nuclei_to_coco.py')
     results = transfer_eval.main([CONFIG, '--iters', '100', '--work-dir', str(tmp_path),
                                   '--modes', 'imagenet', 'scratch'])
-    assert results['imagenet']['coco/bbox_mAP_50'] > results['scratch']['coco/bbox_mAP_50']
+    assert results['imagenet']['coco/bbox_mAP'] > results['scratch']['coco/bbox_mAP']
