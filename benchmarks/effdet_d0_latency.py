@@ -33,6 +33,7 @@ from mmengine.config import Config, ConfigDict
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.converters.effdet_checkpoint import convert_effdet_checkpoint
+from effdet_plugin.converters.parity import realistic_effdet_predictions
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
@@ -50,20 +51,8 @@ def effdet_model(seed: int = 0) -> nn.Module:
     """Random tf_efficientdet_d0 with realistic norms and spread-out predictions."""
     import effdet
     torch.manual_seed(seed)
-    ref = effdet.create_model('tf_efficientdet_d0', pretrained=False,
-                              pretrained_backbone=False).eval()
-    g = torch.Generator().manual_seed(seed)
-    for m in ref.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.1
-    with torch.no_grad():
-        cls, box = ref(torch.randn(1, 3, SIZE, SIZE, generator=g))
-        ref.class_net.predict.conv_pw.weight.mul_(2.0 / torch.cat([c.flatten() for c in cls]).std())
-        ref.box_net.predict.conv_pw.weight.mul_(0.3 / torch.cat([b.flatten() for b in box]).std())
-    return ref
+    ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False)
+    return realistic_effdet_predictions(ref, SIZE, seed)
 
 
 def our_model(ref: nn.Module) -> nn.Module:

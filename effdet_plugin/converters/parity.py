@@ -28,6 +28,24 @@ def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def realistic_effdet_predictions(model: nn.Module, image_size: int = 512,
+                                 seed: int = 0) -> nn.Module:
+    """Make a freshly built effdet model (``effdet.create_model(..., pretrained=False)``)
+    behave like a trained one for parity and speed checks: random BN statistics
+    (:func:`randomize_bn_stats`) and prediction convs scaled so that class logits spread with
+    std ~2 and box deltas with std ~0.3. Fresh models give near-identical scores, i.e. ties in
+    the NMS order, and almost no candidates above a score threshold."""
+    randomize_bn_stats(model, seed).eval()
+    x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        cls, box = model(x)
+        cls_std = torch.cat([c.flatten() for c in cls]).std()
+        box_std = torch.cat([b.flatten() for b in box]).std()
+        model.class_net.predict.conv_pw.weight.mul_(2.0 / cls_std)
+        model.box_net.predict.conv_pw.weight.mul_(0.3 / box_std)
+    return model
+
+
 def reference_layers(net: nn.Module, source: str) -> List[Callable]:
     """The source network split like ``EffNet.layers``: stem, 7 stages, head conv."""
     if source == 'torchvision':

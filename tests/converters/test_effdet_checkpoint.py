@@ -18,6 +18,7 @@ from mmengine.runner import load_checkpoint
 
 from effdet_plugin.converters.effdet_checkpoint import (COCO80_CATEGORY_IDS, config_overrides,
                                                         infer_variant, parse_effdet_name)
+from effdet_plugin.converters.parity import realistic_effdet_predictions
 from effdet_plugin.models.utils import checkpoint_classes
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
@@ -46,24 +47,8 @@ def _random_effdet(name: str, seed: int = 0) -> nn.Module:
     """Random effdet model with non-trivial norms and spread-out class/box predictions."""
     torch.manual_seed(seed)
     ref = effdet.create_model(name, pretrained=False, pretrained_backbone=False,
-                              image_size=(SIZE, SIZE)).eval()
-    g = torch.Generator().manual_seed(seed)
-    for m in ref.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean = torch.randn(m.num_features, generator=g) * 0.1
-            m.running_var = torch.rand(m.num_features, generator=g) + 0.5
-            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
-            m.bias.data = torch.randn(m.num_features, generator=g) * 0.1
-    # Scale the prediction convs so logits have std ~2 around the prior and box deltas std
-    # ~0.3 (fresh ones give near-identical scores, i.e. ties in NMS order).
-    x = torch.randn(1, 3, SIZE, SIZE, generator=g)
-    with torch.no_grad():
-        cls, box = ref(x)
-        cls_std = torch.cat([c.flatten() for c in cls]).std()
-        box_std = torch.cat([b.flatten() for b in box]).std()
-        ref.class_net.predict.conv_pw.weight.mul_(2.0 / cls_std)
-        ref.box_net.predict.conv_pw.weight.mul_(0.3 / box_std)
-    return ref
+                              image_size=(SIZE, SIZE))
+    return realistic_effdet_predictions(ref, SIZE, seed)
 
 
 def _build_ours(checkpoint_path: str, meta: dict, **model_overrides) -> nn.Module:
