@@ -5,7 +5,6 @@ scaled so that scores spread over (0, 1): a mis-mapped tensor, class row or box 
 changes the outputs. Nothing is downloaded.
 """
 import copy
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -33,11 +32,8 @@ SIZE = 128  # every level down to P7 (1x1) exists
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'convert_effdet_weights', REPO / 'tools' / 'convert_effdet_weights.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools import convert_effdet_weights
+    return convert_effdet_weights
 
 
 tool = _load_tool()

@@ -1,7 +1,6 @@
 """Format detection, arch inference, clear errors, and every way a converted file is loaded
 (backbone init_cfg, detector init_cfg, detector load_from)."""
 import copy
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -210,11 +209,8 @@ def test_detector_load_from_prefixed_file(files, tiny_det_cfg):
 
 # ------------------------------------------------------------------------------ CLI
 def _tool():
-    spec = importlib.util.spec_from_file_location('convert_weights',
-                                                  REPO / 'tools' / 'convert_weights.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools import convert_weights
+    return convert_weights
 
 
 def test_cli_converts_and_checks_arch(tv_b0, tmp_path, capsys):

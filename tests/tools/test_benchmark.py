@@ -1,21 +1,9 @@
 """tools/benchmark.py on the tiny RetinaNet with 1 timed repeat."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('benchmark', REPO / 'tools' / 'benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_tool()
+from tools import benchmark as bench
 
 
 def test_benchmark_numbers(tiny_det_cfg):

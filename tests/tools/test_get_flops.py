@@ -1,5 +1,4 @@
 """tools/analysis/get_flops.py: D0 params and FLOPs against the paper, and the table output."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,11 +9,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'get_flops', REPO / 'tools' / 'analysis' / 'get_flops.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools.analysis import get_flops
+    return get_flops
 
 
 def test_d0_matches_the_paper(tool):

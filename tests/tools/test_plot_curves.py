@@ -1,5 +1,4 @@
 """tools/analysis/plot_curves.py on a fake mmengine scalars log."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -7,18 +6,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'plot_curves', REPO / 'tools' / 'analysis' / 'plot_curves.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plot_curves = _load_tool()
+from tools.analysis import plot_curves
 
 
 def write_fake_log(run_dir: Path, epochs: int = 3, iters_per_epoch: int = 5) -> Path:

@@ -1,5 +1,4 @@
 """tools/analysis/scaling_table.py: exact parameter counts and a working FLOPs table."""
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'scaling_table', REPO / 'tools' / 'analysis' / 'scaling_table.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools.analysis import scaling_table
+    return scaling_table
 
 
 @pytest.mark.parametrize('arch', [f'b{i}' for i in range(8)])

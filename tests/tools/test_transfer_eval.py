@@ -7,19 +7,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from tools.analysis import transfer_eval
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/medical/effdet-lite0_nuclei.py'
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'transfer_eval', REPO / 'tools' / 'analysis' / 'transfer_eval.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-transfer_eval = _load_tool()
 
 
 @pytest.fixture(autouse=True)
