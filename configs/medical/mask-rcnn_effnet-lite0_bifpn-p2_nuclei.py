@@ -2,26 +2,21 @@
 # FCNMaskHead) on EfficientNet-Lite0 (ImageNet) + BiFPN. The BiFPN starts at P2 (stride 4,
 # min_level=2) so that RoIAlign of ~20-60 px nuclei samples a 4-px grid, not an 8-px one;
 # P2-P6 (strides 4..64) cover the nuclei, P7 would only see background on 256 crops.
-_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/nuclei_instance.py',
-          './_base_/finetune_cpu.py']
+_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/models/effnet_lite0_imagenet.py',
+          './_base_/nuclei_instance.py', './_base_/finetune_cpu.py']
 custom_imports = dict(
     imports=['effdet_plugin'],
     allow_failed_imports=False)
-norm_cfg = dict(type='BN', eps=1e-3, momentum=0.1)  # see _base_/models/effdet_lite0.py
+norm_cfg = _base_.lite0_norm_cfg
 strides = [4, 8, 16, 32, 64]
 width = 64  # BiFPN width of Lite0; RPN, RoI heads and mask head stay at it (CPU budget)
 model = dict(
     data_preprocessor=dict(pad_size_divisor=64),
     backbone=dict(
+        _base_.lite0_backbone,
         _delete_=True,
-        type='EffNet',
-        arch='lite0',
         out_indices=(2, 3, 5, 7),  # strides 4, 8, 16, 32: 24, 40, 112, 320 channels
-        frozen_stages=1,
-        drop_path_rate=0.1,
-        padding='tf_same',
-        norm_cfg=norm_cfg,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/effnet_lite0_imagenet.pth')),
+    ),
     neck=dict(
         _delete_=True,
         type='EffBiFPN',

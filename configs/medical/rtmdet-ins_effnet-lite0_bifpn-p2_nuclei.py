@@ -1,11 +1,12 @@
 # One-stage instance segmentation on nuclei: mmdet's RTMDetInsSepBNHead (dynamic-conv masks,
 # dynamic soft label assignment) on EfficientNet-Lite0 (ImageNet) + BiFPN P2-P4 (strides 4, 8,
 # 16). Mask prototypes come from the finest level, so masks are predicted at stride 4.
-_base_ = ['./_base_/nuclei_instance.py', './_base_/finetune_cpu.py']
+_base_ = ['./_base_/models/effnet_lite0_imagenet.py', './_base_/nuclei_instance.py',
+          './_base_/finetune_cpu.py']
 custom_imports = dict(
     imports=['effdet_plugin'],
     allow_failed_imports=False)
-norm_cfg = dict(type='BN', eps=1e-3, momentum=0.1)  # see _base_/models/effdet_lite0.py
+norm_cfg = _base_.lite0_norm_cfg
 strides = [4, 8, 16]
 width = 64
 model = dict(
@@ -18,14 +19,9 @@ model = dict(
         pad_size_divisor=32,
         pad_mask=True),  # masks padded with the batch (crops may be smaller than 256)
     backbone=dict(
-        type='EffNet',
-        arch='lite0',
+        _base_.lite0_backbone,
         out_indices=(2, 3, 5),  # strides 4, 8, 16; stages 6-7 are not built
-        frozen_stages=1,
-        drop_path_rate=0.1,
-        padding='tf_same',
-        norm_cfg=norm_cfg,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/effnet_lite0_imagenet.pth')),
+    ),
     neck=dict(
         type='EffBiFPN',
         in_channels=[24, 40, 112],
