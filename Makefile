@@ -10,7 +10,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help setup test test-slow demo clean
+.PHONY: help setup test test-slow demo clean check-source-build check-source-build-full
 
 help:
 	@echo "make setup      create/update .venv (scripts/setup_env.sh)"
@@ -18,6 +18,8 @@ help:
 	@echo "make test-slow  slow tests only (pytest -m slow)"
 	@echo "make demo       run scripts/demo.sh"
 	@echo "make clean      remove caches and work_dirs/ (keeps .venv)"
+	@echo "make check-source-build       fast check of the mmcv source-build path (no compile)"
+	@echo "make check-source-build-full  compile mmcv from source into a temp cache and test its ops"
 
 setup:
 	bash scripts/setup_env.sh
@@ -34,3 +36,11 @@ demo: setup
 clean:
 	rm -rf work_dirs .pytest_cache build dist
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# The mmcv source-build path (what users without a wheelhouse take). The fast check fetches and
+# patches the sdist and runs its metadata step; the full one compiles into a temp cache (~11-20 min).
+check-source-build:
+	bash scripts/setup_env.sh --check-source-build
+
+check-source-build-full:
+	bash scripts/setup_env.sh --full-source-build

