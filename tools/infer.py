@@ -1,37 +1,52 @@
 """Run a trained detector on an image, a folder of images or DICOM files.
 
-Writes one visualization per image (boxes, masks, scores, class names) and one JSON file with
-all detections. 16-bit, grayscale and DICOM inputs are windowed to 8-bit RGB first.
+Writes one visualization per image (boxes, masks, semantic maps, scores, class names) and one
+JSON file with all detections (semantic heads: pixels per class in semantic_pixels.json).
+
+Images are read with the plugin's ``LoadMedicalImageFromFile``: with the config's own loader
+settings (its ``window``) when the config uses it, else 8-bit files as they are and 16-bit /
+DICOM files through ``--window``. The rest of the config's test pipeline follows unchanged.
+Without INPUTS, the images of the config's test annotation file are used; the data options
+(``--data-root`` ..., docs/own_data.md) point the config at your data as in tools/test.py.
 
 Example:
-    python tools/infer.py configs/demo/effdet_lite0_nuclei.py work_dirs/demo/epoch_12.pth \
+    python tools/infer.py configs/demo/effdet_lite0_nuclei.py work_dirs/demo/best.pth \
         data/nuclei/val/ --out-dir outputs/ --score-thr 0.3
 """
 import argparse
 import json
 import os
 import os.path as osp
-from typing import List
+from typing import List, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.dcm', '.dicom')
+WINDOWS = ('none', 'minmax', 'percentile', 'dicom', 'fixed')
+MEDICAL_LOADER = 'LoadMedicalImageFromFile'
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Detect objects in images with effdet_plugin')
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    from effdet_plugin.engine.data_options import add_data_args
+
+    parser = argparse.ArgumentParser(
+        description='Detect objects in images with effdet_plugin',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('inputs', help='an image, a DICOM file or a folder of them')
+    parser.add_argument('inputs', nargs='?',
+                        help="an image, a DICOM file or a folder of them; default: the images "
+                        "of the config's test annotation file")
     parser.add_argument('--out-dir', default='outputs', help='where PNGs and the JSON go')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='hide detections below this score in the PNGs (the JSON keeps all)')
-    parser.add_argument('--window', default='percentile',
-                        choices=['minmax', 'percentile', 'dicom', 'fixed'],
-                        help='intensity window for 16-bit / DICOM images')
-    return parser.parse_args()
+    parser.add_argument('--window', choices=WINDOWS,
+                        help=f"intensity window; default: the config's {MEDICAL_LOADER} "
+                        "window, else 'percentile' for 16-bit / DICOM files (8-bit as is)")
+    add_data_args(parser)
+    return parser.parse_args(argv)
 
 
 def collect_inputs(path: str) -> List[str]:
@@ -48,26 +63,56 @@ def collect_inputs(path: str) -> List[str]:
     return files
 
 
-def load_rgb_uint8(path: str, window: str) -> np.ndarray:
-    """Read any supported file and return an 8-bit 3-channel BGR image, as mmcv loads."""
-    from effdet_plugin.datasets.image_io import read_image
-    from effdet_plugin.datasets.intensity import normalize_intensity
+def test_split_images(cfg) -> List[str]:
+    """Paths of the images listed in the test dataset's annotation file."""
+    from effdet_plugin.engine.data_options import join_root, split_datasets
 
-    data = read_image(path)
-    img = data.array
-    if img.dtype != np.uint8 or data.window is not None:
-        mode = 'dicom' if window == 'dicom' and data.window else window
-        img = normalize_intensity(img, mode=mode if mode != 'fixed' else 'minmax',
-                                  window=data.window)
-        if data.invert:
-            img = 1.0 - img
-        img = (img * 255).round().astype(np.uint8)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    return np.ascontiguousarray(img)
+    datasets = split_datasets(cfg, 'test')
+    if not datasets or not datasets[0][1].get('ann_file'):
+        raise ValueError('no INPUTS given and the config has no test annotation file: pass '
+                         'an image or a folder')
+    dataset = datasets[0][1]
+    root = dataset.get('data_root')
+    ann_file = join_root(root, dataset['ann_file'])
+    if not osp.isfile(ann_file):
+        raise FileNotFoundError(f"no INPUTS given and the test annotation file '{ann_file}' "
+                                'does not exist: pass images, or --data-root/--test-ann')
+    with open(ann_file) as f:
+        images = json.load(f).get('images') or []
+    prefix = join_root(root, (dataset.get('data_prefix') or {}).get('img', ''))
+    return [join_root(prefix, img['file_name']) for img in images]
+
+
+def build_loaders(test_pipeline: list, window: Optional[str]) -> list:
+    """Loading transforms to try in turn: the config's own medical loader (``window``
+    overriding its window), or a raw 8-bit loader then a windowed one."""
+    from mmdet.registry import TRANSFORMS
+
+    first = dict(test_pipeline[0])
+    if first.get('type') in (MEDICAL_LOADER, f'mmdet.{MEDICAL_LOADER}'):
+        if window is not None:
+            first['window'] = window
+        return [TRANSFORMS.build(first)]
+    # A model trained on 8-bit files (mmcv's loader) sees them unchanged; other files (values
+    # outside 0-255) are windowed, which the raw loader reports with a ValueError.
+    return [TRANSFORMS.build(dict(type=MEDICAL_LOADER, window='none')),
+            TRANSFORMS.build(dict(type=MEDICAL_LOADER, window=window or 'percentile'))]
+
+
+def load_image(path: str, loaders: list) -> np.ndarray:
+    """Read ``path`` as the pipeline does: an 8-bit image (BGR for colour)."""
+    for loader in loaders[:-1]:
+        try:
+            return loader(dict(img_path=path))['img']
+        except ValueError:
+            continue
+    return loaders[-1](dict(img_path=path))['img']
 
 
 def detections_to_json(result, classes) -> list:
+    """Detections of one image as JSON-ready dicts (none for semantic-only models)."""
+    if 'pred_instances' not in result:
+        return []
     inst = result.pred_instances.cpu().numpy()
     return [
         dict(bbox=[round(float(v), 2) for v in box], score=round(float(score), 4),
@@ -76,33 +121,62 @@ def detections_to_json(result, classes) -> list:
     ]
 
 
-def main() -> None:
-    args = parse_args()
+def semantic_pixels(result) -> Optional[dict]:
+    """Pixel count per predicted semantic class id, or None without a semantic head."""
+    if 'pred_sem_seg' not in result:
+        return None
+    labels, counts = np.unique(result.pred_sem_seg.sem_seg.cpu().numpy(), return_counts=True)
+    return {str(int(k)): int(n) for k, n in zip(labels, counts)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     import effdet_plugin  # noqa: F401  (registers our components)
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
+    from mmdet.utils import get_test_pipeline_cfg
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
 
-    files = collect_inputs(args.inputs)
-    model = init_detector(args.config, args.checkpoint, device=args.device)
-    vis_cfg = dict(model.cfg.get('visualizer') or dict(type='DetLocalVisualizer'))
+    from effdet_plugin.engine.data_options import apply_data_options
+
+    cfg = Config.fromfile(args.config)
+    data = apply_data_options(cfg, args)
+    files = collect_inputs(args.inputs) if args.inputs else test_split_images(cfg)
+    model = init_detector(cfg, args.checkpoint, device=args.device)
+    if data.get('classes'):
+        model.dataset_meta = dict(model.dataset_meta or {}, classes=tuple(data['classes']))
+    pipeline_cfg = get_test_pipeline_cfg(cfg)
+    loaders = build_loaders(pipeline_cfg, args.window)
+    test_pipeline = Compose([dict(type='mmdet.LoadImageFromNDArray')] + pipeline_cfg[1:])
+
+    # pictures go to --out-dir through out_file; no vis backend (it would want a save_dir)
+    vis_cfg = dict(cfg.get('visualizer') or dict(type='DetLocalVisualizer'))
+    vis_cfg.pop('vis_backends', None)
     vis_cfg.setdefault('name', 'infer_visualizer')
     visualizer = VISUALIZERS.build(vis_cfg)
     visualizer.dataset_meta = model.dataset_meta
     classes = model.dataset_meta.get('classes', ())
     os.makedirs(args.out_dir, exist_ok=True)
 
-    report = {}
+    report, semantic = {}, {}
     for path in tqdm(files, desc='infer', unit='img'):
-        img = load_rgb_uint8(path, args.window)
-        result = inference_detector(model, img)
+        img = load_image(path, loaders)
+        result = inference_detector(model, img, test_pipeline=test_pipeline)
         stem = osp.splitext(osp.basename(path))[0]
         visualizer.add_datasample(
             stem, img[..., ::-1], data_sample=result, draw_gt=False, show=False,
             pred_score_thr=args.score_thr, out_file=osp.join(args.out_dir, f'{stem}.png'))
         report[path] = detections_to_json(result, classes)
+        pixels = semantic_pixels(result)
+        if pixels is not None:
+            semantic[path] = pixels
     json_path = osp.join(args.out_dir, 'detections.json')
     with open(json_path, 'w') as f:
         json.dump(report, f, indent=1)
+    if semantic:
+        with open(osp.join(args.out_dir, 'semantic_pixels.json'), 'w') as f:
+            json.dump(semantic, f, indent=1)
     total = sum(len(v) for v in report.values())
     print(f'{len(files)} image(s), {total} detections -> {json_path} and PNGs in {args.out_dir}')
 

@@ -17,10 +17,13 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
+from effdet_plugin.engine.data_options import add_data_args
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a detector',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save evaluation metrics')
@@ -38,6 +41,7 @@ def parse_args() -> argparse.Namespace:
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_data_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -73,7 +77,7 @@ def use_tta(cfg: ConfigDict) -> None:
 def main() -> None:
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit(f'error: --out must be a .pkl/.pickle file, got {args.out}')
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):

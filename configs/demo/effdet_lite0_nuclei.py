@@ -20,7 +20,7 @@ model = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomResize', scale=crop_size, ratio_range=(0.8, 1.25), keep_ratio=True),
+    dict(type='ScaleJitter', ratio_range=(0.8, 1.25)),  # around the native size, as tested
     dict(type='RandomCrop', crop_size=crop_size, recompute_bbox=True, allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(4, 4)),
     dict(type='RandomFlip', prob=[0.25, 0.25, 0.25], direction=['horizontal', 'vertical',
@@ -29,7 +29,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale_factor=1.0, keep_ratio=True),  # tiles are already at 2x
+    dict(type='Resize', scale_factor=1.0, keep_ratio=True),  # native size (--img-scale W H)
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
@@ -49,6 +49,6 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(log_metric_by_epoch=False),
-    checkpoint=dict(interval=val_interval, save_best='coco/bbox_mAP_50', rule='greater'))
+    checkpoint=dict(interval=val_interval, save_best='coco/bbox_mAP', rule='greater'))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(vis_backends=vis_backends)

@@ -28,3 +28,4 @@ test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type='EffDetSemSegMetric', classes=seg_classes,
                      iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
+default_hooks = dict(checkpoint=dict(save_best='semseg/mIoU'))

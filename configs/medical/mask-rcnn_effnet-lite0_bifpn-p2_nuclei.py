@@ -44,3 +44,4 @@ model = dict(
     test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300)))
 base_lr = 1e-3
 optim_wrapper = dict(optimizer=dict(lr=base_lr))
+default_hooks = dict(checkpoint=dict(save_best='coco/segm_mAP'))

@@ -57,3 +57,4 @@ model = dict(
         nms=dict(type='nms', iou_threshold=0.6),
         max_per_img=100,
         mask_thr_binary=0.5))
+default_hooks = dict(checkpoint=dict(save_best='coco/segm_mAP'))

@@ -1,4 +1,5 @@
 """Steps shared by tools/train.py and tools/test.py (mmdet's CLI semantics)."""
+import argparse
 import os.path as osp
 import sys
 from typing import Optional, Sequence
@@ -7,15 +8,19 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .dataset_check import DatasetNotFoundError, check_dataset_paths
+from .data_options import apply_data_options
+from .dataset_check import DatasetNotFoundError, check_dataset_paths, check_evaluator_ann_files
 from .dist import setup_cpu_distributed
 
 
 def load_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
-                launcher: str = 'none') -> Config:
-    """Read ``config``, apply ``--cfg-options`` and pick the work dir like mmdet's tools.
+                launcher: str = 'none',
+                data_args: Optional[argparse.Namespace] = None) -> Config:
+    """Read ``config``, apply ``--cfg-options``, then the data options (the config's ``data``
+    block and the flags of :func:`~.data_options.add_data_args` in ``data_args``), and pick
+    the work dir like mmdet's tools.
 
     Work dir priority: ``work_dir`` > ``work_dir`` in the file > ``./work_dirs/<config name>``.
     """
@@ -23,6 +28,7 @@ def load_config(config: str,
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    apply_data_options(cfg, data_args)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -31,11 +37,13 @@ def load_config(config: str,
 
 
 def exit_if_dataset_missing(cfg: Config, splits: Sequence[str]) -> None:
-    """Stop the process with the :class:`DatasetNotFoundError` message, before any model or
-    process group is built, instead of a traceback from deep inside the Runner."""
+    """Stop the process with the :class:`DatasetNotFoundError` message (or the evaluator /
+    dataset ``ann_file`` mismatch), before any model or process group is built, instead of a
+    traceback from deep inside the Runner (or a score against other data)."""
     try:
         check_dataset_paths(cfg, splits)
-    except DatasetNotFoundError as e:
+        check_evaluator_ann_files(cfg, [s for s in splits if s != 'train'] or ['val'])
+    except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
 
 

@@ -5,7 +5,7 @@
 dataset_type = 'RobustCocoDataset'
 data_root = 'data/nuclei/'
 classes = ('nucleus', )
-crop_size = (256, 256)
+crop_size = (256, 256)  # training crop (CPU budget); objects keep their test-time size
 # Intensity window to 0-255: 'none' | 'percentile' | 'minmax' | 'dicom' | 'fixed'. The nuclei
 # tiles are 8-bit, already normalised by the converter: 'none', as tools/infer.py treats 8-bit
 # files. 16-bit / DICOM data: 'percentile' or 'dicom' (tools/infer.py --window, same default).
@@ -25,7 +25,9 @@ train_pipeline = [
          bbox_params=dict(type='BboxParams', format='pascal_voc',
                           label_fields=['gt_bboxes_labels', 'gt_ignore_flags'],
                           filter_lost_elements=True)),
-    dict(type='RandomResize', scale=crop_size, ratio_range=(0.8, 1.25), keep_ratio=True),
+    # scale jitter around each image's own size (tools/train.py --img-scale W H: around that
+    # size), so objects are as large in training as in the native-size test pipeline
+    dict(type='ScaleJitter', ratio_range=(0.8, 1.25)),
     dict(type='RandomCrop', crop_size=crop_size, recompute_bbox=True, allow_negative_crop=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(2, 2), by_mask=True),
     dict(type='PackDetInputs'),
