@@ -12,6 +12,7 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='FrozenSummaryOptimWrapperConstructor',  # one log line for frozen stages
     optimizer=dict(type='AdamW', lr=base_lr, weight_decay=1e-4),
     paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0., bypass_duplicate=True),
     clip_grad=dict(max_norm=10, norm_type=2))

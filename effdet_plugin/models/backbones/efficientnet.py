@@ -171,12 +171,22 @@ class EffNet(BaseModule):
         # Layers past the deepest requested output would hold unused parameters (the 1x1
         # head conv alone is 412k of B0's 4.0M): build only what the outputs need.
         del self.layers[max(self.out_indices) + 1:]
+        # ImageNet checkpoints hold all nine layers: the unbuilt ones are not "unexpected"
+        self._register_load_state_dict_pre_hook(self._drop_unbuilt_layers)
 
         self.layer_channels = tuple(channels)
         self.layer_strides = tuple(strides)
         self.out_channels = tuple(channels[i] for i in self.out_indices)
         self.strides = tuple(strides[i] for i in self.out_indices)
         self._freeze_stages()
+
+    def _drop_unbuilt_layers(self, state_dict: dict, prefix: str, *args) -> None:
+        """Remove the weights of layers past the deepest output from a state dict to load."""
+        layers = f'{prefix}layers.'
+        for key in list(state_dict):
+            index = key[len(layers):].split('.', 1)[0] if key.startswith(layers) else ''
+            if index.isdigit() and int(index) >= len(self.layers):
+                del state_dict[key]
 
     def _freeze_stages(self) -> None:
         for layer in self.layers[:self.frozen_stages + 1]:
