@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchvision
 
 from effdet_plugin.converters import (classifier_weights, convert_efficientnet,
-                                      lite0_package_weights, read_checkpoint)
+                                      lite_package_weights, read_checkpoint)
 from effdet_plugin.converters.parity import converted_pair, layer_diffs, reference_layers
 from effdet_plugin.models.backbones import EffNet
 
@@ -38,7 +38,7 @@ def parity_rows(archs, size):
 
 def lite0_report():
     import skimage.data
-    sd = read_checkpoint(lite0_package_weights())
+    sd = read_checkpoint(lite_package_weights('lite0'))
     result = convert_efficientnet(sd)
     cfg = dict(result.backbone_cfg)
     cfg.pop('type')
@@ -46,8 +46,9 @@ def lite0_report():
     model.load_state_dict(result.state_dict)
     img = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1).float()[None]
     img = F.interpolate(img, size=(224, 224), mode='bilinear', antialias=True)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1) * 255
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
+    # as the TF Lite weights were trained (result.preprocessing): (x - 127) / 128, RGB
+    mean = torch.tensor(result.preprocessing['mean']).view(3, 1, 1)
+    std = torch.tensor(result.preprocessing['std']).view(3, 1, 1)
     with torch.no_grad():
         probs = classifier_weights(sd)(model((img - mean) / std)[0].mean((2, 3))).softmax(-1)
     top = probs[0].topk(3)

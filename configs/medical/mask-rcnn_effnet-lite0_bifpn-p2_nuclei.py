@@ -11,7 +11,7 @@ norm_cfg = _base_.lite0_norm_cfg
 strides = [4, 8, 16, 32, 64]
 width = 64  # BiFPN width of Lite0; RPN, RoI heads and mask head stay at it (CPU budget)
 model = dict(
-    data_preprocessor=dict(pad_size_divisor=64),
+    data_preprocessor=dict(_base_.lite_input, pad_size_divisor=64),
     backbone=dict(
         _base_.lite0_backbone,
         _delete_=True,

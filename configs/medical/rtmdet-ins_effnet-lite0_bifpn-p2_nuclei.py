@@ -12,10 +12,8 @@ width = 64
 model = dict(
     type='SingleStageDetector',
     data_preprocessor=dict(
+        _base_.lite_input,
         type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
         pad_size_divisor=32,
         pad_mask=True),  # masks padded with the batch (crops may be smaller than 256)
     backbone=dict(

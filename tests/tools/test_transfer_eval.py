@@ -118,9 +118,9 @@ def test_cli_runs_all_four_starting_points_at_tiny_scale(tmp_path, capsys):
                 'train_dataloader.dataset.pipeline.4.crop_size=(128,128)',
                 'model.test_cfg.score_thr=0.0']  # untrained: keep every box
     # The real ImageNet Lite0 weights, converted here: a clean checkout has no checkpoints/.
-    from effdet_plugin.converters import convert_lite0_package
+    from effdet_plugin.converters import convert_lite_package
     imagenet = tmp_path / 'lite0_imagenet.pth'
-    convert_lite0_package(str(imagenet))
+    convert_lite_package(str(imagenet))
     options.append(f'model.backbone.init_cfg.checkpoint={imagenet}')
     work = tmp_path / 'work'
     torch.manual_seed(0)

@@ -27,6 +27,8 @@ custom_hooks = [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=2e-3, gamma=100,
          update_buffers=True, priority=49),
     dict(type='NonFiniteLossHook'),
+    # warns when data_preprocessor differs from the input the pretrained weights expect
+    dict(type='PretrainedInputCheckHook'),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),

@@ -132,6 +132,7 @@ class EffNet(BaseModule):
         self.in_channels = in_channels
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.padding = padding  # compared with pretrained weights' meta (PretrainedInputCheckHook)
         self.resolution = self.scale.resolution
         if act_cfg is None:
             act_cfg = dict(type='ReLU6') if self.scale.lite else dict(type='SiLU')

@@ -7,6 +7,7 @@ custom_imports = dict(
     allow_failed_imports=False)
 norm_cfg = _base_.lite0_norm_cfg
 model = dict(
+    data_preprocessor=_base_.lite_input,
     backbone=_base_.lite0_backbone,
     neck=dict(in_channels=[40, 112, 320], arch='lite0', norm_cfg=norm_cfg,
               act_cfg=dict(type='ReLU6')),

@@ -1,8 +1,13 @@
 # The EfficientNet-Lite0 backbone every medical config fine-tunes, from the ImageNet weights of
 # `python tools/convert_weights.py --lite0-package checkpoints/effnet_lite0_imagenet.pth`.
 # Configs take it as `_base_.lite0_backbone` and add their out_indices; `_base_.lite0_norm_cfg`
-# is shared by their necks and heads (configs also need custom_imports of effdet_plugin).
+# is shared by their necks and heads (configs also need custom_imports of effdet_plugin), and
+# `_base_.lite_input` goes into their data_preprocessor.
 imagenet_checkpoint = 'checkpoints/effnet_lite0_imagenet.pth'
+# The TF EfficientNet-Lite weights were trained on (x - 127) / 128 of RGB pixels, not on
+# ImageNet mean/std (the converter records this in the checkpoint meta, and
+# PretrainedInputCheckHook warns when a config disagrees).
+lite_input = dict(mean=[127.0, 127.0, 127.0], std=[128.0, 128.0, 128.0], bgr_to_rgb=True)
 # BN momentum 0.1 (PyTorch's default), not EfficientDet's 0.01 (TF 0.99): in a few hundred
 # iterations 0.01 leaves the running statistics of the new neck / head layers close to their
 # init (after 100 iterations 37% of it remains) and the model predicts nothing in eval mode.

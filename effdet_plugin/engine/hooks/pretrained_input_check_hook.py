@@ -1,0 +1,75 @@
+"""Warn when a model normalises its input differently from what its pretrained weights expect."""
+import logging
+from typing import Iterator, Mapping, Optional, Tuple
+
+import torch.nn as nn
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from ...converters.loading import checkpoint_preprocessing, preprocessing_mismatch, read_checkpoint
+
+
+def pretrained_checkpoints(model: nn.Module) -> Iterator[Tuple[str, str]]:
+    """(module name, checkpoint path) of every ``Pretrained`` ``init_cfg`` in ``model``."""
+    for name, module in model.named_modules():
+        init_cfg = getattr(module, 'init_cfg', None)
+        for cfg in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
+            if isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained' and cfg.get(
+                    'checkpoint'):
+                yield name or 'model', cfg['checkpoint']
+
+
+def input_mismatch_message(model: nn.Module, meta: Optional[Mapping], origin: str) -> str:
+    """What to change so that ``model`` feeds the weights described by ``meta`` the input
+    they were trained on; '' when it already does (or ``meta`` does not say)."""
+    expected = checkpoint_preprocessing(meta)
+    data_preprocessor = getattr(model, 'data_preprocessor', None)
+    if not expected or data_preprocessor is None:
+        return ''
+    diffs = preprocessing_mismatch(expected, data_preprocessor, getattr(model, 'backbone', None))
+    if not diffs:
+        return ''
+    found = ', '.join(f'{key.rsplit(".", 1)[-1]}={actual}' for key, (_, actual) in diffs.items())
+    to_set = ' '.join(f'{key}={value}'.replace(' ', '') for key, (value, _) in diffs.items())
+    return (f'The pretrained weights of {origin} were trained with input mean='
+            f'{expected.get("mean")}, std={expected.get("std")}, RGB={expected.get("to_rgb")}, '
+            f'padding={expected.get("padding")!r}, but this model has {found}: the network '
+            f'sees other inputs than it learnt on. Set in the config (or --cfg-options): '
+            f'{to_set}')
+
+
+@HOOKS.register_module()
+class PretrainedInputCheckHook(Hook):
+    """Compare the model's ``data_preprocessor`` (and backbone padding) with the input the
+    pretrained weights expect, as recorded in their checkpoint ``meta['preprocessing']`` by
+    ``tools/convert_weights.py`` (older conversions: derived from their source and arch).
+
+    Checks every ``Pretrained`` ``init_cfg`` of the model when training starts, and every
+    checkpoint loaded by the runner (``load_from``). A mismatch is logged as a warning that
+    names the settings to change; checkpoints without such meta (mmengine training
+    checkpoints) are not checked.
+    """
+
+    priority = 'VERY_LOW'
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        for name, path in pretrained_checkpoints(model):
+            try:
+                meta = read_checkpoint(path).get('meta')
+            except (FileNotFoundError, RuntimeError):
+                continue  # init_weights has already reported it
+            self._warn(model, meta, f'{name} (init_cfg checkpoint {path})')
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        origin = f"load_from={getattr(runner, '_load_from', None)!r}"
+        self._warn(model, checkpoint.get('meta'), origin)
+
+    @staticmethod
+    def _warn(model: nn.Module, meta: Optional[Mapping], origin: str) -> None:
+        message = input_mismatch_message(model, meta, origin)
+        if message:
+            print_log(message, logger='current', level=logging.WARNING)
