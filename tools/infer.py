@@ -4,8 +4,9 @@ Writes one visualization per image (boxes, masks, semantic maps, scores, class n
 JSON file with all detections (semantic heads: pixels per class in semantic_pixels.json).
 
 Images are read with the plugin's ``LoadMedicalImageFromFile``: with the config's own loader
-settings (its ``window``) when the config uses it, else 8-bit files as they are and 16-bit /
-DICOM files through ``--window``. The rest of the config's test pipeline follows unchanged.
+settings (its ``window``; ``--window`` sets it) when the config uses it, else 8-bit files as
+they are and 16-bit / DICOM files through a 'percentile' window. The rest of the config's
+test pipeline follows unchanged.
 Without INPUTS, the images of the config's test annotation file are used; the data options
 (``--data-root`` ..., docs/own_data.md) point the config at your data as in tools/test.py.
 
@@ -23,7 +24,6 @@ import numpy as np
 from tqdm import tqdm
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.dcm', '.dicom')
-WINDOWS = ('none', 'minmax', 'percentile', 'dicom', 'fixed')
 MEDICAL_LOADER = 'LoadMedicalImageFromFile'
 
 
@@ -42,9 +42,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='hide detections below this score in the PNGs (the JSON keeps all)')
-    parser.add_argument('--window', choices=WINDOWS,
-                        help=f"intensity window; default: the config's {MEDICAL_LOADER} "
-                        "window, else 'percentile' for 16-bit / DICOM files (8-bit as is)")
     add_data_args(parser)
     return parser.parse_args(argv)
 
@@ -83,20 +80,18 @@ def test_split_images(cfg) -> List[str]:
     return [join_root(prefix, img['file_name']) for img in images]
 
 
-def build_loaders(test_pipeline: list, window: Optional[str]) -> list:
-    """Loading transforms to try in turn: the config's own medical loader (``window``
-    overriding its window), or a raw 8-bit loader then a windowed one."""
+def build_loaders(test_pipeline: list) -> list:
+    """Loading transforms to try in turn: the config's own medical loader (``--window``
+    sets it), or a raw 8-bit loader then a 'percentile' window for other files."""
     from mmdet.registry import TRANSFORMS
 
     first = dict(test_pipeline[0])
     if first.get('type') in (MEDICAL_LOADER, f'mmdet.{MEDICAL_LOADER}'):
-        if window is not None:
-            first['window'] = window
         return [TRANSFORMS.build(first)]
     # A model trained on 8-bit files (mmcv's loader) sees them unchanged; other files (values
     # outside 0-255) are windowed, which the raw loader reports with a ValueError.
     return [TRANSFORMS.build(dict(type=MEDICAL_LOADER, window='none')),
-            TRANSFORMS.build(dict(type=MEDICAL_LOADER, window=window or 'percentile'))]
+            TRANSFORMS.build(dict(type=MEDICAL_LOADER, window='percentile'))]
 
 
 def load_image(path: str, loaders: list) -> np.ndarray:
@@ -147,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if data.get('classes'):
         model.dataset_meta = dict(model.dataset_meta or {}, classes=tuple(data['classes']))
     pipeline_cfg = get_test_pipeline_cfg(cfg)
-    loaders = build_loaders(pipeline_cfg, args.window)
+    loaders = build_loaders(pipeline_cfg)
     test_pipeline = Compose([dict(type='mmdet.LoadImageFromNDArray')] + pipeline_cfg[1:])
 
     # pictures go to --out-dir through out_file; no vis backend (it would want a save_dir)

@@ -9,7 +9,8 @@ every place that uses them, after parsing:
   ``ann_file``, ``data_prefix.img``, ``metainfo.classes``;
 - ``{val,test}_evaluator`` (one or a list): ``ann_file`` of COCO metrics;
 - ``num_classes`` of every detection head of the model (not RPN / semantic heads);
-- the scale transforms of every pipeline, with ``img_scale``.
+- the scale transforms of every pipeline, with ``img_scale``;
+- the image loader of every pipeline, with ``window`` (16-bit / DICOM data).
 
 The options come from a ``data = dict(...)`` block in the config (see :data:`DATA_KEYS`) and
 from the command-line flags of tools/train.py, test.py, infer.py and
@@ -26,10 +27,13 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
 #: Keys of the ``data`` block; each is also a flag (``img_prefix`` -> ``--img-prefix``).
-DATA_KEYS = ('root', 'train_ann', 'val_ann', 'test_ann', 'img_prefix', 'classes', 'img_scale')
+DATA_KEYS = ('root', 'train_ann', 'val_ann', 'test_ann', 'img_prefix', 'classes', 'img_scale',
+             'window')
 #: ``classes`` value that reads the class names from the training annotation file.
 FROM_JSON = 'from-json'
 SPLITS = ('train', 'val', 'test')
+WINDOWS = ('none', 'minmax', 'percentile', 'dicom', 'fixed')
+LOADERS = ('LoadImageFromFile', 'LoadMedicalImageFromFile')
 # Heads whose num_classes is not the number of object classes.
 _OTHER_CLASS_HEADS = ('rpn_head', 'seg_head')
 
@@ -54,6 +58,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        'take them from the training json (sets the heads\' num_classes too)')
     group.add_argument('--img-scale', nargs=2, type=int, metavar=('W', 'H'),
                        help='train/test at this size (keep ratio) instead of the native size')
+    group.add_argument('--window', choices=WINDOWS,
+                       help='read images with LoadMedicalImageFromFile and this intensity '
+                       'window (16-bit / DICOM data; in the config\'s data block also a dict '
+                       'of its arguments, e.g. dict(window=\'fixed\', value_range=(0, 4095)))')
 
 
 def data_options(cfg: Config, args: Optional[argparse.Namespace] = None) -> Dict[str, Any]:
@@ -178,6 +186,16 @@ def set_img_scale(cfg: Config, img_scale: Sequence[int]) -> None:
                 step.update(scale=scale, keep_ratio=True)
 
 
+def set_window(cfg: Config, window: Any) -> None:
+    """Load the images of every pipeline with ``LoadMedicalImageFromFile`` and ``window``
+    (a mode name, or a dict of the loader's arguments)."""
+    loader = dict(window) if isinstance(window, dict) else dict(window=window)
+    for pipeline in _pipelines(cfg):
+        if pipeline and str(pipeline[0].get('type', '')).split('.')[-1] in LOADERS:
+            backend = {k: v for k, v in pipeline[0].items() if k == 'backend_args'}
+            pipeline[0] = dict(type='LoadMedicalImageFromFile', **backend, **loader)
+
+
 def apply_data_options(cfg: Config, args: Optional[argparse.Namespace] = None) -> Dict[str, Any]:
     """Point all loaders, evaluators and heads of ``cfg`` at the data named once.
 
@@ -233,6 +251,8 @@ def apply_data_options(cfg: Config, args: Optional[argparse.Namespace] = None) -
         if changed:
             print_log(f'data: num_classes={len(classes)} for {", ".join(changed)}',
                       logger='current')
+    if options.get('window') is not None:
+        set_window(cfg, options['window'])
     if options.get('img_scale') is not None:
         options['img_scale'] = [int(v) for v in options['img_scale']]
         set_img_scale(cfg, options['img_scale'])

@@ -141,3 +141,15 @@ def test_scale_jitter_is_around_the_native_size():
     np.testing.assert_allclose(out['gt_bboxes'], [[30, 20, 60, 50]])
     with pytest.raises(ValueError, match='ratio_range'):
         ScaleJitter(ratio_range=(1.2, 0.8))
+
+
+def test_window_reads_every_split_with_the_medical_loader():
+    cfg = load_config(DEMO, data_args=_args('--window', 'percentile'))
+    for split in ('train', 'val', 'test'):
+        first = split_datasets(cfg, split)[0][1].pipeline[0]
+        assert first == dict(type='LoadMedicalImageFromFile', window='percentile')
+    cfg = Config.fromfile(DEMO)
+    cfg.data = dict(window=dict(window='fixed', value_range=(0, 4095)))
+    apply_data_options(cfg)
+    first = split_datasets(cfg, 'test')[0][1].pipeline[0]
+    assert first['window'] == 'fixed' and tuple(first['value_range']) == (0, 4095)
