@@ -7,6 +7,8 @@ Images are read with the plugin's ``LoadMedicalImageFromFile``: with the config'
 settings (its ``window``; ``--window`` sets it) when the config uses it, else 8-bit files as
 they are and 16-bit / DICOM files through a 'percentile' window. The rest of the config's
 test pipeline follows unchanged.
+A file that cannot be read is skipped with a warning naming it; the others are processed and
+written, and the run ends with "N of M images failed" and exit status 1.
 Without INPUTS, the images of the config's test annotation file are used; the data options
 (``--data-root`` ..., docs/own_data.md) point the config at your data as in tools/test.py.
 
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -154,9 +157,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     classes = model.dataset_meta.get('classes', ())
     os.makedirs(args.out_dir, exist_ok=True)
 
-    report, semantic = {}, {}
+    report, semantic, failed = {}, {}, []
     for path in tqdm(files, desc='infer', unit='img'):
-        img = load_image(path, loaders)
+        try:
+            img = load_image(path, loaders)
+        except Exception as e:  # an unreadable file must not cost the other images
+            failed.append(path)
+            tqdm.write(f'warning: skipped {path}: cannot read it ({type(e).__name__}: {e})',
+                       file=sys.stderr)
+            continue
         result = inference_detector(model, img, test_pipeline=test_pipeline)
         stem = osp.splitext(osp.basename(path))[0]
         visualizer.add_datasample(
@@ -173,7 +182,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         with open(osp.join(args.out_dir, 'semantic_pixels.json'), 'w') as f:
             json.dump(semantic, f, indent=1)
     total = sum(len(v) for v in report.values())
-    print(f'{len(files)} image(s), {total} detections -> {json_path} and PNGs in {args.out_dir}')
+    print(f'{len(files) - len(failed)} image(s), {total} detections -> {json_path} and PNGs in '
+          f'{args.out_dir}')
+    if failed:
+        sys.exit(f'{len(failed)} of {len(files)} images failed (unreadable, skipped): '
+                 + ', '.join(failed))
 
 
 if __name__ == '__main__':

@@ -12,6 +12,14 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_infer(cfg_path, ckpt, images, out) -> subprocess.CompletedProcess:
+    """tools/infer.py on ``images`` into ``out``, keeping every box (untrained model)."""
+    return subprocess.run(
+        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(images),
+         '--out-dir', str(out), '--score-thr', '0.0'],
+        cwd=REPO, capture_output=True, text=True, timeout=540)
+
+
 @pytest.fixture
 def trained_checkpoint(tiny_det_cfg, tmp_path):
     """A tiny RetinaNet config file and a checkpoint of its (untrained) weights."""
@@ -41,10 +49,7 @@ def test_infer_folder_with_8bit_16bit_and_dicom(trained_checkpoint, tmp_path):
     (images / 'ct.dcm').write_bytes(dicom.read_bytes())
     (images / 'notes.txt').write_text('not an image: ignored')
     out = tmp_path / 'out'
-    proc = subprocess.run(
-        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(images),
-         '--out-dir', str(out), '--score-thr', '0.0'],
-        cwd=REPO, capture_output=True, text=True, timeout=540)
+    proc = run_infer(cfg_path, ckpt, images, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / 'detections.json').read_text())
     assert sorted(Path(k).name for k in report) == ['ct.dcm', 'gray16.png', 'rgb.png']
@@ -65,3 +70,21 @@ def test_infer_missing_input_says_what_to_pass(trained_checkpoint, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=540)
     assert proc.returncode != 0
     assert 'does not exist' in proc.stderr and 'pass an image file' in proc.stderr
+
+
+def test_infer_skips_an_undecodable_file_and_reports_it(trained_checkpoint, tmp_path):
+    cfg_path, ckpt = trained_checkpoint
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = np.random.RandomState(0)
+    for name in ('a.png', 'c.png', 'd.png'):
+        cv2.imwrite(str(images / name), rng.randint(0, 255, (64, 64, 3), np.uint8))
+    (images / 'b.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(200))  # truncated PNG
+    out = tmp_path / 'out'
+    proc = run_infer(cfg_path, ckpt, images, out)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f'warning: skipped {images / "b.png"}' in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith('1 of 4 images failed')
+    report = json.loads((out / 'detections.json').read_text())
+    assert sorted(Path(k).name for k in report) == ['a.png', 'c.png', 'd.png']
+    assert sorted(p.name for p in out.glob('*.png')) == ['a.png', 'c.png', 'd.png']
