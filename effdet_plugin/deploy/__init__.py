@@ -1,0 +1,10 @@
+"""Deployment: ONNX export with in-graph NMS (:mod:`.onnx_export`), onnxruntime inference
+(:mod:`.onnxruntime_detector`) and mmdet-free preprocessing (:mod:`.preprocess`).
+
+Nothing here is imported by ``import effdet_plugin``: onnx and onnxruntime are only needed by
+those who deploy.
+"""
+from .onnxruntime_detector import OnnxRuntimeDetector
+from .preprocess import postprocess, preprocess, preprocess_args_from_metadata
+
+__all__ = ['OnnxRuntimeDetector', 'preprocess', 'postprocess', 'preprocess_args_from_metadata']

@@ -1,0 +1,295 @@
+"""ONNX export of EfficientDet detectors with anchor decoding and hard NMS in the graph.
+
+:class:`EffDetExportModel` wraps a built detector: image batch in, fixed-size detections out
+(or the raw maps, or ``seg_logits``). Its post-processing repeats
+``EffDetHead._predict_by_feat_single`` in batched tensor ops that the TorchScript ONNX
+exporter can trace (any batch size): candidates by a top-k over the logits (``nms_pre`` per
+level or per image, as ``test_cfg.nms_pre_scope`` says), ``score_thr``, mmdet's box decoding
+clipped to the input, ``min_bbox_size``, ONNX ``NonMaxSuppression`` per class and the
+``max_per_img`` best.
+"""
+import json
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.ops import batched_nms
+from mmengine.logging import print_log
+from torch import Tensor
+
+# Logit of the padding candidates: its sigmoid is exactly 0 in float32, below any score_thr.
+PAD_LOGIT = -1e4
+DETECTION_OUTPUTS = ('boxes', 'scores', 'labels')
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """Per-class hard NMS that exports as one ONNX ``NonMaxSuppression`` node.
+
+    Takes ``boxes`` ``(B, N, 4)`` (x1, y1, x2, y2) and ``scores`` ``(B, C, N)`` and returns
+    the kept ``(batch, class, box)`` index triples ``(S, 3)``, as the ONNX operator does.
+    The eager forward (mmcv) only serves the trace.
+    """
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, max_per_class: int, iou_thr: float,
+                score_thr: float) -> Tensor:
+        triples = []
+        for b in range(boxes.shape[0]):
+            cls, idx = (scores[b] > score_thr).nonzero(as_tuple=True)
+            if not len(idx):
+                continue
+            keep = batched_nms(boxes[b, idx], scores[b, cls, idx], cls,
+                               dict(type='nms', iou_threshold=iou_thr))[1]
+            for c in cls[keep].unique():
+                kept = idx[keep][cls[keep] == c][:max_per_class]
+                triples.append(torch.stack(
+                    [torch.full_like(kept, b), torch.full_like(kept, c), kept], dim=1))
+        if not triples:
+            return boxes.new_zeros((0, 3), dtype=torch.long)
+        return torch.cat(triples)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_per_class: int, iou_thr: float, score_thr: float):
+        return g.op(
+            'NonMaxSuppression', boxes, scores,
+            g.op('Constant', value_t=torch.tensor([max_per_class], dtype=torch.long)),
+            g.op('Constant', value_t=torch.tensor([iou_thr], dtype=torch.float)),
+            g.op('Constant', value_t=torch.tensor([score_thr], dtype=torch.float)))
+
+
+def hard_nms_iou(nms_cfg: dict) -> float:
+    """IoU threshold of the in-graph hard NMS from the head's ``test_cfg.nms``; soft-NMS
+    cannot be expressed in ONNX and becomes hard NMS at its ``iou_threshold``, with a log
+    line."""
+    nms_type = nms_cfg.get('type', 'nms')
+    if nms_type not in ('nms', 'soft_nms'):
+        raise ValueError(f"test_cfg.nms type {nms_type!r} cannot be exported: use 'nms' "
+                         "(or 'soft_nms', exported as hard NMS)")
+    iou = float(nms_cfg.get('iou_threshold', 0.5))
+    if nms_type == 'soft_nms':
+        print_log(f'soft-NMS has no ONNX operator: the graph runs hard NMS at IoU {iou} '
+                  '(test_cfg.nms.iou_threshold); see docs/deploy.md for the AP difference',
+                  logger='current', level=logging.WARNING)
+    return iou
+
+
+class EffDetExportModel(nn.Module):
+    """A detector as a traceable function of the normalised, padded image batch.
+
+    Args:
+        detector (nn.Module): A built ``SingleStageDetector`` with an :class:`EffDetHead`
+            and/or an ``EffDetMultiTask`` with a segmentation head, in eval mode.
+        with_nms (bool): Output ``boxes``/``scores``/``labels`` after NMS; False outputs the
+            raw ``cls_score_<i>``/``bbox_pred_<i>`` maps of every level. Defaults to True.
+    """
+
+    def __init__(self, detector: nn.Module, with_nms: bool = True) -> None:
+        super().__init__()
+        self.detector = detector
+        self.with_nms = with_nms
+        self.bbox_head = getattr(detector, 'bbox_head', None)
+        self.seg_head = getattr(detector, 'seg_head', None)
+        if self.bbox_head is None and self.seg_head is None:
+            raise ValueError(f'{type(detector).__name__} has neither a bbox_head nor a '
+                             'seg_head: nothing to export')
+        if self.bbox_head is not None:
+            head = self.bbox_head
+            if not getattr(head, 'use_sigmoid_cls', False) or not hasattr(head, 'prior_generator'):
+                raise ValueError(f'{type(head).__name__} is not an anchor head with sigmoid '
+                                 'classes (EffDetHead): its post-processing is not exportable')
+            cfg = head.test_cfg
+            self.num_classes = head.cls_out_channels
+            self.num_anchors = head.num_base_priors
+            self.nms_pre = int(cfg.get('nms_pre', -1))
+            self.nms_pre_scope = cfg.get('nms_pre_scope', 'level')
+            self.score_thr = float(cfg.get('score_thr', 0.0))
+            self.min_bbox_size = cfg.get('min_bbox_size', -1)
+            self.max_per_img = int(cfg.get('max_per_img', 100))
+            self.iou_thr = hard_nms_iou(cfg.get('nms', dict(type='nms'))) if with_nms else None
+            generator = head.prior_generator
+            self.strides = [tuple(float(s) for s in stride) for stride in generator.strides]
+            for i, anchors in enumerate(generator.base_anchors):
+                self.register_buffer(f'base_anchors_{i}', anchors.clone(), persistent=False)
+
+    @property
+    def output_names(self) -> List[str]:
+        """Names of the graph outputs, in order."""
+        names = []
+        if self.bbox_head is not None:
+            if self.with_nms:
+                names += list(DETECTION_OUTPUTS)
+            else:
+                levels = range(self.bbox_head.num_levels)
+                names += [f'cls_score_{i}' for i in levels] + [f'bbox_pred_{i}' for i in levels]
+        if self.seg_head is not None:
+            names.append('seg_logits')
+        return names
+
+    def forward(self, img: Tensor) -> Tuple[Tensor, ...]:
+        """Outputs named by :attr:`output_names` for the ``(B, 3, H, W)`` input."""
+        feats = self.detector.extract_feat(img)
+        outputs = []
+        if self.bbox_head is not None:
+            cls_scores, bbox_preds = self.bbox_head(feats)
+            if self.with_nms:
+                outputs += list(self.detect(img, cls_scores, bbox_preds))
+            else:
+                outputs += list(cls_scores) + list(bbox_preds)
+        if self.seg_head is not None:
+            outputs.append(self.seg_head._resize(self.seg_head(feats)['seg_preds'],
+                                                 img.shape[-2:]))
+        return tuple(outputs)
+
+    def _level_candidates(self, cls_score: Tensor, bbox_pred: Tensor,
+                          level: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """Logits ``(B, N * C)`` (prior-major), deltas ``(B, N, 4)`` and priors ``(N, 4)`` of
+        a level, in mmdet's prior order ``location * A + anchor``."""
+        batch = cls_score.shape[0]
+        logits = cls_score.permute(0, 2, 3, 1).reshape(batch, -1)
+        deltas = bbox_pred.permute(0, 2, 3, 1).reshape(batch, -1, 4)
+        # the anchor grid from the map itself, so that any input size traces
+        height, width = cls_score.shape[-2:]
+        stride_w, stride_h = self.strides[level]
+        xs = torch.arange(width, dtype=cls_score.dtype, device=cls_score.device) * stride_w
+        ys = torch.arange(height, dtype=cls_score.dtype, device=cls_score.device) * stride_h
+        ys, xs = torch.meshgrid(ys, xs, indexing='ij')
+        shifts = torch.stack([xs, ys, xs, ys], dim=-1).reshape(-1, 1, 4)
+        priors = (shifts + getattr(self, f'base_anchors_{level}')[None]).reshape(-1, 4)
+        return logits, deltas, priors
+
+    def _topk(self, logits: Tensor, deltas: Tensor, priors: Tensor,
+              k: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The ``k`` best logits ``(B, k)``, their labels, deltas and priors; ``k <= 0``
+        keeps them all. Padding priors with zero scores make a small input hold ``k``."""
+        if k <= 0:
+            k = logits.shape[1]
+        else:
+            pad = -(-k // self.num_classes)
+            logits = torch.cat([logits, logits.new_full((1, 1), PAD_LOGIT).expand(
+                logits.shape[0], pad * self.num_classes)], dim=1)
+            deltas = torch.cat([deltas, deltas.new_zeros((1, 1, 4)).expand(
+                deltas.shape[0], pad, 4)], dim=1)
+            priors = torch.cat([priors, priors.new_zeros((pad, 4))])
+        logits, index = logits.topk(k, dim=1)
+        prior_index = torch.div(index, self.num_classes, rounding_mode='floor')
+        labels = index - prior_index * self.num_classes
+        deltas = deltas.gather(1, prior_index[..., None].expand(-1, -1, 4))
+        return logits, labels, deltas, priors[prior_index]
+
+    def detect(self, img: Tensor, cls_scores: Sequence[Tensor],
+               bbox_preds: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """``boxes`` ``(B, K, 4)``, ``scores`` ``(B, K)`` and ``labels`` ``(B, K)`` with
+        ``K = max_per_img``; rows beyond the detections have score 0 and label -1."""
+        levels = [self._level_candidates(c, b, i)
+                  for i, (c, b) in enumerate(zip(cls_scores, bbox_preds))]
+        if self.nms_pre_scope == 'image':
+            logits, labels, deltas, priors = self._topk(
+                torch.cat([lvl[0] for lvl in levels], dim=1),
+                torch.cat([lvl[1] for lvl in levels], dim=1),
+                torch.cat([lvl[2] for lvl in levels]), self.nms_pre)
+        elif self.nms_pre_scope == 'level':
+            picked = [self._topk(*lvl, self.nms_pre) for lvl in levels]
+            logits, labels, deltas, priors = (torch.cat(parts, dim=1) for parts in zip(*picked))
+        else:
+            raise ValueError(f"test_cfg.nms_pre_scope must be 'level' or 'image', got "
+                             f'{self.nms_pre_scope!r}')
+        batch, num = logits.shape
+        scores = logits.sigmoid()
+        boxes = self.bbox_head.bbox_coder.decode(
+            priors.reshape(-1, 4), deltas.reshape(-1, 4)).reshape(batch, num, 4)
+        size = torch._shape_as_tensor(img)[[3, 2, 3, 2]].to(boxes.dtype)
+        boxes = torch.max(torch.min(boxes, size), torch.zeros_like(size))
+        valid = scores > self.score_thr
+        if self.min_bbox_size >= 0:  # mmdet's _bbox_post_process drops these before NMS
+            wh = boxes[..., 2:] - boxes[..., :2]
+            valid = valid & (wh > self.min_bbox_size).all(dim=-1)
+        scores = torch.where(valid, scores, torch.zeros_like(scores))
+        classes = torch.arange(self.num_classes, device=labels.device)
+        class_scores = torch.where(labels[:, None] == classes[None, :, None], scores[:, None],
+                                   torch.zeros_like(scores[:, None]))
+        # a constant of the graph: k is fixed unless nms_pre <= 0 (then shapes are static)
+        max_per_class = int(num)
+        kept = _NonMaxSuppression.apply(boxes, class_scores, max_per_class, self.iou_thr,
+                                        self.score_thr)
+        keep = torch.zeros_like(scores).reshape(-1).scatter(
+            0, kept[:, 0] * num + kept[:, 2], torch.ones_like(kept[:, 0], dtype=scores.dtype))
+        scores = scores * keep.reshape(batch, num)
+        scores, index = scores.topk(min(self.max_per_img, num), dim=1)
+        found = scores > 0
+        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4)) * found[..., None]
+        labels = torch.where(found, labels.gather(1, index), torch.full_like(index, -1))
+        return boxes, scores, labels
+
+
+def preprocess_metadata(cfg, input_shape: Optional[Tuple[int, int]],
+                        classes: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """ONNX metadata: the :func:`~effdet_plugin.deploy.preprocess.preprocess` arguments of
+    the config's data preprocessor and test pipeline (``input_shape`` for a fixed-shape file,
+    None for a dynamic one), and the class names."""
+    data_pre = cfg.model.data_preprocessor
+    resize_scale = None
+    for step in cfg.get('test_pipeline', None) or cfg.test_dataloader.dataset.pipeline:
+        if step['type'] == 'Resize' and step.get('scale') is not None:
+            scale = step['scale']
+            resize_scale = [scale, scale] if isinstance(scale, int) else list(scale)
+    args = dict(mean=list(data_pre.mean), std=list(data_pre.std),
+                to_rgb=bool(data_pre.get('bgr_to_rgb', False)),
+                input_shape=list(input_shape) if input_shape else None,
+                resize_scale=resize_scale,
+                pad_size_divisor=int(data_pre.get('pad_size_divisor', 1)))
+    return dict(effdet_preprocess=json.dumps(args),
+                classes=json.dumps(list(classes) if classes else None))
+
+
+def export_onnx(detector: nn.Module,
+                out_file: str,
+                input_shape: Tuple[int, int],
+                batch_size: int = 1,
+                dynamic: bool = False,
+                with_nms: bool = True,
+                opset: int = 17,
+                metadata: Optional[Dict[str, str]] = None) -> List[str]:
+    """Export ``detector`` to ``out_file`` and check it with ``onnx.checker``.
+
+    Args:
+        detector (nn.Module): Built detector (set to eval mode here).
+        out_file (str): Path of the ``.onnx`` file.
+        input_shape (tuple[int, int]): ``(H, W)`` of the traced input, multiples of the
+            largest stride (the config's ``pad_size_divisor``).
+        batch_size (int): Traced batch size. Defaults to 1.
+        dynamic (bool): The batch size is a dynamic axis. Defaults to False.
+        with_nms (bool): Detections after NMS, else the raw maps. Defaults to True.
+        opset (int): ONNX opset (``NonMaxSuppression`` needs 10 or more). Defaults to 17.
+        metadata (dict[str, str], optional): ``metadata_props`` to store. Defaults to None.
+
+    Returns:
+        list[str]: The output names.
+    """
+    import onnx
+    detector.eval()
+    model = EffDetExportModel(detector, with_nms=with_nms).eval()
+    names = model.output_names
+    dummy = torch.zeros(batch_size, 3, *input_shape)
+    dynamic_axes = None
+    if dynamic:
+        # height and width stay fixed: the neck's resampling and TF-same padding are traced
+        # with the sizes of the traced input (python ints)
+        dynamic_axes = {'input': {0: 'batch'}}
+        dynamic_axes.update({name: {0: 'batch'} for name in names})
+    with torch.no_grad():
+        torch.onnx.export(model, (dummy, ), out_file, input_names=['input'],
+                          output_names=names, dynamic_axes=dynamic_axes, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+    proto = onnx.load(out_file)
+    metadata = dict(metadata or {})
+    if with_nms and model.bbox_head is not None:
+        metadata['outputs'] = ('boxes (B, K, 4) x1 y1 x2 y2 in input pixels, scores (B, K), '
+                               'labels (B, K) int64; rows past the detections: score 0, '
+                               'label -1')
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, out_file)
+    return names

@@ -1,0 +1,57 @@
+"""Run an exported EfficientDet with onnxruntime: image in, detections in image pixels out."""
+import json
+from typing import Dict, Optional
+
+import numpy as np
+
+from .preprocess import postprocess, preprocess, preprocess_args_from_metadata
+
+
+class OnnxRuntimeDetector:
+    """An ONNX file of ``tools/deploy/export_onnx.py`` (with NMS) in an onnxruntime session.
+
+    Args:
+        onnx_file (str): The exported file.
+        num_threads (int, optional): onnxruntime intra-op threads; None lets it choose.
+            Defaults to None.
+        providers (list[str], optional): Execution providers. Defaults to the CPU one.
+    """
+
+    def __init__(self, onnx_file: str, num_threads: Optional[int] = None,
+                 providers: Optional[list] = None) -> None:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        self.session = ort.InferenceSession(
+            onnx_file, options, providers=providers or ['CPUExecutionProvider'])
+        outputs = [out.name for out in self.session.get_outputs()]
+        if outputs[:3] != ['boxes', 'scores', 'labels']:
+            raise ValueError(f'{onnx_file} outputs {outputs}, not boxes/scores/labels: export '
+                             'it with NMS (tools/deploy/export_onnx.py without --no-nms)')
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.preprocess_args = preprocess_args_from_metadata(metadata)
+        self.classes = json.loads(metadata.get('classes', 'null'))
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, img: np.ndarray) -> Dict[str, np.ndarray]:
+        """Detections of one BGR ``uint8`` image: ``boxes`` ``(n, 4)`` x1, y1, x2, y2 in the
+        image's pixels, ``scores`` ``(n, )`` (descending), ``labels`` ``(n, )``."""
+        batch, meta = preprocess(img, **self.preprocess_args)
+        boxes, scores, labels = self.session.run(
+            ['boxes', 'scores', 'labels'], {self.input_name: batch})
+        boxes, scores, labels = postprocess(boxes[0], scores[0], labels[0], meta)
+        return dict(boxes=boxes, scores=scores, labels=labels)
+
+    def predict_datasample(self, img: np.ndarray):
+        """:meth:`__call__` as an mmdet ``DetDataSample`` (``pred_instances``), the result
+        type of ``mmdet.apis.inference_detector``, for mmdet's visualizer."""
+        import torch
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        det = self(img)
+        sample = DetDataSample(metainfo=dict(ori_shape=img.shape[:2]))
+        sample.pred_instances = InstanceData(
+            bboxes=torch.from_numpy(det['boxes']), scores=torch.from_numpy(det['scores']),
+            labels=torch.from_numpy(det['labels']))
+        return sample

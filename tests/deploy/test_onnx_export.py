@@ -1,0 +1,199 @@
+"""ONNX export with in-graph NMS: onnxruntime matches PyTorch's hard-NMS predict.
+
+The demo model (EfficientDet-Lite0, nuclei) runs with random weights that spread scores and
+boxes like a trained model's, so that hundreds of candidates pass ``score_thr`` and NMS has
+work to do; the input is
+the real nuclei validation strip when stardist's data are installed, else a synthetic image.
+"""
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import effdet_plugin  # noqa: F401
+from effdet_plugin.deploy import OnnxRuntimeDetector, postprocess, preprocess
+from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
+from effdet_plugin.deploy.random_weights import realistic_random_detector
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import bbox_overlaps
+
+ort = pytest.importorskip('onnxruntime')
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / 'configs/demo/effdet_lite0_nuclei.py'
+HARD_NMS = dict(type='nms', iou_threshold=0.5)
+
+
+def build_model(config: Path, x: torch.Tensor = None, seed: int = 0, **test_cfg):
+    """Random-weight detector of ``config`` (eval mode) with ``test_cfg`` overrides; with an
+    input ``x`` its scores and boxes spread like a trained model's on it
+    (:func:`realistic_random_detector`), so that NMS has real work."""
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(str(config))
+    cfg.model.backbone.init_cfg = None
+    for key, value in test_cfg.items():  # replace, not merge (nms)
+        cfg.model.test_cfg[key] = value
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.eval()
+    if x is not None:
+        realistic_random_detector(model, x, seed)
+    return cfg, model
+
+
+@pytest.fixture(scope='module')
+def nuclei_image(tmp_path_factory) -> np.ndarray:
+    """256x256 of the demo's held-out validation strip (BGR uint8), or a synthetic stand-in,
+    with noise
+    of std 2 grey levels: random weights score the flat background above ``score_thr`` with
+    exactly tied scores (a trained model scores it below), and ties make the NMS order, so
+    the kept boxes, arbitrary."""
+    rng = np.random.RandomState(0)
+    if importlib.util.find_spec('stardist') is not None:
+        from effdet_plugin.datasets.nuclei import convert_nuclei
+        out = tmp_path_factory.mktemp('nuclei')
+        convert_nuclei(out)
+        img = cv2.imread(str(next((out / 'val').glob('*.png'))))[:256]  # 256x256 of it
+    else:
+        img = rng.randint(0, 30, (256, 256, 3)).astype(np.uint8)
+        for _ in range(20):
+            x, y, r = rng.randint(10, 246), rng.randint(10, 246), rng.randint(4, 12)
+            cv2.circle(img, (x, y), r, (200, 200, 200), -1)
+    return (img + rng.normal(0, 2, img.shape)).clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def demo_export(tmp_path_factory, nuclei_image):
+    """Demo model with hard NMS, exported for the image's size (dynamic batch), and its
+    input."""
+    cfg = Config.fromfile(str(DEMO))
+    batch, meta = preprocess(nuclei_image, mean=cfg.model.data_preprocessor.mean,
+                             std=cfg.model.data_preprocessor.std, to_rgb=True)
+    cfg, model = build_model(DEMO, torch.from_numpy(batch), nms=HARD_NMS)
+    onnx_file = str(tmp_path_factory.mktemp('onnx') / 'demo.onnx')
+    export_onnx(model, onnx_file, batch.shape[-2:], dynamic=True,
+                metadata=preprocess_metadata(cfg, batch.shape[-2:], ('nucleus', )))
+    return model, onnx_file, batch, meta
+
+
+def predict_from_maps(model, cls_scores, bbox_preds, input_shape):
+    """PyTorch's own post-processing (``EffDetHead.predict_by_feat``) of raw maps."""
+    cls_scores = [torch.as_tensor(c) for c in cls_scores]
+    bbox_preds = [torch.as_tensor(b) for b in bbox_preds]
+    metas = [dict(img_shape=tuple(input_shape), scale_factor=(1.0, 1.0))] * len(cls_scores[0])
+    with torch.no_grad():
+        return model.bbox_head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas,
+                                               rescale=False)
+
+
+def raw_maps(model, batch: np.ndarray, dtype=torch.float32):
+    with torch.no_grad():
+        model = model.to(dtype)
+        maps = model.bbox_head(model.extract_feat(torch.from_numpy(batch).to(dtype)))
+        model.float()
+    return maps
+
+
+def onnx_raw_maps(model, batch: np.ndarray, onnx_file: str):
+    """Class and box maps of onnxruntime (a ``--no-nms`` export of ``model``)."""
+    names = export_onnx(model, onnx_file, batch.shape[-2:], dynamic=True, with_nms=False)
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    outputs = dict(zip(names, session.run(names, {'input': batch})))
+    levels = len(names) // 2
+    return ([outputs[f'cls_score_{i}'] for i in range(levels)],
+            [outputs[f'bbox_pred_{i}'] for i in range(levels)])
+
+
+def assert_same_detections(ref, boxes, scores, labels) -> dict:
+    """Every detection matches one of ``ref`` (InstanceData) and vice versa: same label,
+    box IoU >= 0.999, score within 1e-4. Returns the worst IoU and score difference."""
+    keep = labels >= 0
+    boxes, scores, labels = (torch.from_numpy(np.asarray(a)[keep]) for a in (boxes, scores,
+                                                                             labels))
+    assert len(scores) == len(ref.scores), (len(scores), len(ref.scores))
+    assert len(scores) > 0, 'no detections: the test compares nothing'
+    ious = bbox_overlaps(boxes, ref.bboxes.float())
+    ious[labels[:, None] != ref.labels[None, :]] = 0
+    ious[(scores[:, None] - ref.scores[None, :]).abs() > 1e-4] = 0
+    best_iou, match = ious.max(dim=1)
+    assert len(set(match.tolist())) == len(match), 'two detections match the same reference'
+    assert best_iou.min() >= 0.999, f'worst IoU {best_iou.min():.6f}'
+    return dict(min_iou=float(best_iou.min()),
+                max_score_diff=float((scores - ref.scores[match]).abs().max()))
+
+
+def test_in_graph_postprocessing_matches_pytorch_hard_nms(demo_export, tmp_path):
+    """Decoding, thresholds and per-class NMS of the graph equal EffDetHead's predict on the
+    same raw maps (onnxruntime's, from a --no-nms export)."""
+    model, onnx_file, batch, _ = demo_export
+    pair = np.concatenate([batch, batch[..., ::-1].copy()])  # batched NMS keeps images apart
+    refs = predict_from_maps(model, *onnx_raw_maps(model, pair, str(tmp_path / 'raw.onnx')),
+                             pair.shape[-2:])
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    boxes, scores, labels = session.run(['boxes', 'scores', 'labels'], {'input': pair})
+    assert boxes.shape == (2, 100, 4) and labels.dtype == np.int64
+    for i, ref in enumerate(refs):
+        stats = assert_same_detections(ref, boxes[i], scores[i], labels[i])
+        # padding convention: score 0 and label -1 after the detections, scores descending
+        num = len(ref.scores)
+        assert (scores[i, num:] == 0).all() and (labels[i, num:] == -1).all()
+        assert (np.diff(scores[i, :num]) <= 0).all()
+        print(f'image {i}: {num} detections, min IoU {stats["min_iou"]:.6f}, '
+              f'max score diff {stats["max_score_diff"]:.1e}')
+
+
+def test_raw_maps_as_accurate_as_pytorch(demo_export, tmp_path):
+    """onnxruntime's raw maps are as close to a float64 PyTorch run as PyTorch's float32
+    ones are. (Random weights with BN statistics of the image make a network whose float32
+    rounding grows to ~1e-3 through the layers in PyTorch and onnxruntime alike.)"""
+    model, _, batch, _ = demo_export
+    batch = np.ascontiguousarray(batch[..., :128, :128])  # float64 convs are slow
+    ours = onnx_raw_maps(model, batch, str(tmp_path / 'raw.onnx'))
+    fp32, fp64 = raw_maps(model, batch), raw_maps(model, batch, torch.float64)
+    for kind in range(2):
+        for onnx_map, map32, map64 in zip(ours[kind], fp32[kind], fp64[kind]):
+            assert onnx_map.shape == tuple(map32.shape)
+            err_onnx = np.abs(onnx_map - map64.numpy()).max()
+            err_torch = (map32.double() - map64).abs().max().item()
+            assert err_onnx <= 2 * err_torch + 1e-5, (err_onnx, err_torch)
+
+
+def test_onnxruntime_detector_returns_image_pixels(demo_export):
+    """The packaged runner: preprocessing from the file's metadata, boxes rescaled back."""
+    model, onnx_file, batch, meta = demo_export
+    detector = OnnxRuntimeDetector(onnx_file, num_threads=2)
+    assert detector.classes == ['nucleus']
+    img = np.ascontiguousarray(cv2.cvtColor(
+        (batch[0].transpose(1, 2, 0) * 57.375 + 123.675).clip(0, 255).astype(np.uint8),
+        cv2.COLOR_RGB2BGR))
+    half = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2))
+    det = detector(half)
+    assert det['boxes'].shape[1] == 4 and len(det['boxes']) == len(det['scores']) > 0
+    assert (det['boxes'][:, 2] <= half.shape[1] + 1e-3).all()
+    assert (det['boxes'][:, 3] <= half.shape[0] + 1e-3).all()
+
+
+def test_preprocess_fixed_shape_and_postprocess_roundtrip():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[..., 2] = 255  # red in BGR
+    batch, meta = preprocess(img, mean=[0, 0, 0], std=[255, 255, 255], to_rgb=True,
+                             input_shape=(128, 128))
+    assert batch.shape == (1, 3, 128, 128) and meta['img_shape'] == (64, 128)
+    assert batch[0, 0, :64].min() == 1.0 and batch[0, 2, :64].max() == 0.0  # RGB order
+    assert (batch[0, :, 64:] == 0).all()  # bottom padding
+    boxes = np.array([[10, 10, 50, 200], [0, 0, 0, 0]], np.float32)
+    out_boxes, _, labels = postprocess(boxes, np.array([0.9, 0.0]), np.array([3, -1]), meta)
+    np.testing.assert_allclose(out_boxes, [[10, 10, 50, 64]] / np.float32(0.64))  # clipped
+    assert labels.tolist() == [3]
+
+
+def test_dynamic_preprocess_pads_to_divisor():
+    batch, meta = preprocess(np.zeros((300, 129, 3), np.uint8), mean=[0] * 3, std=[1] * 3,
+                             pad_size_divisor=128)
+    assert batch.shape == (1, 3, 384, 256) and meta['scale_factor'] == (1.0, 1.0)
