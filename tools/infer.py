@@ -45,6 +45,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='hide detections below this score in the PNGs (the JSON keeps all)')
+    parser.add_argument('--backend', default='pytorch', choices=['pytorch', 'onnxruntime'],
+                        help='onnxruntime runs --onnx (tools/deploy/export_onnx.py) instead of '
+                        'the checkpoint')
+    parser.add_argument('--onnx', help='the exported .onnx file of --backend onnxruntime')
     add_data_args(parser)
     return parser.parse_args(argv)
 
@@ -141,7 +145,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cfg = Config.fromfile(args.config)
     data = apply_data_options(cfg, args)
     files = collect_inputs(args.inputs) if args.inputs else test_split_images(cfg)
-    model = init_detector(cfg, args.checkpoint, device=args.device)
+    if args.backend == 'onnxruntime':  # same outputs from the exported file
+        from effdet_plugin.deploy import OnnxRuntimeDetector
+        if not args.onnx:
+            sys.exit('error: --backend onnxruntime needs --onnx FILE.onnx '
+                     '(made by tools/deploy/export_onnx.py)')
+        model = OnnxRuntimeDetector(args.onnx)
+    else:
+        model = init_detector(cfg, args.checkpoint, device=args.device)
     if data.get('classes'):
         model.dataset_meta = dict(model.dataset_meta or {}, classes=tuple(data['classes']))
     pipeline_cfg = get_test_pipeline_cfg(cfg)
@@ -166,7 +177,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             tqdm.write(f'warning: skipped {path}: cannot read it ({type(e).__name__}: {e})',
                        file=sys.stderr)
             continue
-        result = inference_detector(model, img, test_pipeline=test_pipeline)
+        if args.backend == 'onnxruntime':
+            result = model.predict_datasample(img)
+        else:
+            result = inference_detector(model, img, test_pipeline=test_pipeline)
         stem = osp.splitext(osp.basename(path))[0]
         visualizer.add_datasample(
             stem, img[..., ::-1], data_sample=result, draw_gt=False, show=False,

@@ -32,6 +32,8 @@ class OnnxRuntimeDetector:
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.preprocess_args = preprocess_args_from_metadata(metadata)
         self.classes = json.loads(metadata.get('classes', 'null'))
+        # what tools/infer.py and mmdet's visualizer read from a model
+        self.dataset_meta = dict(classes=tuple(self.classes or ()))
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, img: np.ndarray) -> Dict[str, np.ndarray]:

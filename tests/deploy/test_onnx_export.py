@@ -5,7 +5,6 @@ boxes like a trained model's, so that hundreds of candidates pass ``score_thr`` 
 work to do; the input is
 the real nuclei validation strip when stardist's data are installed, else a synthetic image.
 """
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -13,13 +12,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy import OnnxRuntimeDetector, postprocess, preprocess
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
-from effdet_plugin.deploy.random_weights import realistic_random_detector
-from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_overlaps
 
 ort = pytest.importorskip('onnxruntime')
@@ -29,53 +25,14 @@ DEMO = REPO / 'configs/demo/effdet_lite0_nuclei.py'
 HARD_NMS = dict(type='nms', iou_threshold=0.5)
 
 
-def build_model(config: Path, x: torch.Tensor = None, seed: int = 0, **test_cfg):
-    """Random-weight detector of ``config`` (eval mode) with ``test_cfg`` overrides; with an
-    input ``x`` its scores and boxes spread like a trained model's on it
-    (:func:`realistic_random_detector`), so that NMS has real work."""
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(str(config))
-    cfg.model.backbone.init_cfg = None
-    for key, value in test_cfg.items():  # replace, not merge (nms)
-        cfg.model.test_cfg[key] = value
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.eval()
-    if x is not None:
-        realistic_random_detector(model, x, seed)
-    return cfg, model
-
-
 @pytest.fixture(scope='module')
-def nuclei_image(tmp_path_factory) -> np.ndarray:
-    """256x256 of the demo's held-out validation strip (BGR uint8), or a synthetic stand-in,
-    with noise
-    of std 2 grey levels: random weights score the flat background above ``score_thr`` with
-    exactly tied scores (a trained model scores it below), and ties make the NMS order, so
-    the kept boxes, arbitrary."""
-    rng = np.random.RandomState(0)
-    if importlib.util.find_spec('stardist') is not None:
-        from effdet_plugin.datasets.nuclei import convert_nuclei
-        out = tmp_path_factory.mktemp('nuclei')
-        convert_nuclei(out)
-        img = cv2.imread(str(next((out / 'val').glob('*.png'))))[:256]  # 256x256 of it
-    else:
-        img = rng.randint(0, 30, (256, 256, 3)).astype(np.uint8)
-        for _ in range(20):
-            x, y, r = rng.randint(10, 246), rng.randint(10, 246), rng.randint(4, 12)
-            cv2.circle(img, (x, y), r, (200, 200, 200), -1)
-    return (img + rng.normal(0, 2, img.shape)).clip(0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope='module')
-def demo_export(tmp_path_factory, nuclei_image):
+def demo_export(tmp_path_factory, nuclei_image, random_detector):
     """Demo model with hard NMS, exported for the image's size (dynamic batch), and its
     input."""
     cfg = Config.fromfile(str(DEMO))
     batch, meta = preprocess(nuclei_image, mean=cfg.model.data_preprocessor.mean,
                              std=cfg.model.data_preprocessor.std, to_rgb=True)
-    cfg, model = build_model(DEMO, torch.from_numpy(batch), nms=HARD_NMS)
+    cfg, model = random_detector(DEMO, torch.from_numpy(batch), nms=HARD_NMS)
     onnx_file = str(tmp_path_factory.mktemp('onnx') / 'demo.onnx')
     export_onnx(model, onnx_file, batch.shape[-2:], dynamic=True,
                 metadata=preprocess_metadata(cfg, batch.shape[-2:], ('nucleus', )))
