@@ -49,7 +49,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--train-ann', help='training COCO json, relative to --data-root')
     group.add_argument('--val-ann', help='validation COCO json, relative to --data-root')
     group.add_argument('--test-ann',
-                       help='test COCO json, relative to --data-root; default: --val-ann')
+                       help='test COCO json, relative to --data-root; unset: the --val-ann one')
     group.add_argument('--img-prefix', nargs='+', metavar='PREFIX',
                        help='image folder(s) relative to --data-root that the json '
                        'file_names are relative to: one for all splits, or TRAIN VAL [TEST]')
