@@ -4,12 +4,15 @@ Everything that scales (backbone widths and depths, BiFPN width and depth, head 
 resolution) asks this module; no other file retypes a multiplier.
 """
 import math
+import re
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
 
 # Paper's compound-scaling bases: depth alpha^phi, width beta^phi, resolution gamma^phi.
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
 BASE_RESOLUTION = 224
+# EfficientDet input size: 512 + 128 * phi (paper, equation 3).
+DET_BASE_INPUT, DET_INPUT_STEP = 512, 128
 
 
 @dataclass(frozen=True)
@@ -64,26 +67,31 @@ def round_repeats(repeats: int, depth: float) -> int:
 def compound_scale(phi: float,
                    alpha: float = ALPHA,
                    beta: float = BETA,
-                   gamma: float = GAMMA) -> NetScale:
+                   gamma: float = GAMMA,
+                   lite: bool = False) -> NetScale:
     """EfficientNet multipliers for any compound coefficient ``phi`` from the paper's rule.
 
     Resolution is ``224 * gamma^phi`` rounded to a multiple of 8; dropout grows from 0.2 by
-    0.05 per unit of phi, capped at 0.5, which reproduces the released schedule.
+    0.05 per unit of phi, capped at 0.5, which reproduces the released schedule. ``lite``
+    scales the Lite family instead (ReLU6, no SE, fixed stem/head and first/last stage depth).
     """
     if phi < 0:
         raise ValueError(f'compound coefficient phi must be >= 0, got {phi}')
     resolution = make_divisible(BASE_RESOLUTION * gamma**phi, 8)
     dropout = min(0.5, 0.2 + 0.05 * phi)
-    return NetScale(width=beta**phi, depth=alpha**phi, resolution=resolution, dropout=dropout)
+    return NetScale(width=beta**phi, depth=alpha**phi, resolution=resolution, dropout=dropout,
+                    lite=lite)
 
 
 def get_net_scale(arch: Union[str, float, int],
                   alpha: float = ALPHA,
                   beta: float = BETA,
-                  gamma: float = GAMMA) -> NetScale:
-    """Look up a released variant by name (``'b3'``, ``'lite0'``) or apply the formula to phi."""
+                  gamma: float = GAMMA,
+                  lite: bool = False) -> NetScale:
+    """Look up a released variant by name (``'b3'``, ``'lite0'``) or apply the formula to phi
+    (``lite`` selects the Lite family for a number; a name says it itself)."""
     if isinstance(arch, (int, float)) and not isinstance(arch, bool):
-        return compound_scale(float(arch), alpha, beta, gamma)
+        return compound_scale(float(arch), alpha, beta, gamma, lite)
     if isinstance(arch, str):
         key = arch.lower().replace('efficientnet_', '').replace('efficientnet-', '')
         if key in EFFICIENTNET_SCALES:
@@ -141,10 +149,15 @@ def efficientdet_scale(phi: float) -> DetScale:
         return EFFICIENTDET_SCALES[key]
     return DetScale(
         backbone=phi,  # type: ignore[arg-type]  # a number means "apply the formula"
-        input_size=make_divisible(512 + 128 * phi, 128),
+        input_size=make_divisible(efficientdet_input_size(phi), DET_INPUT_STEP),
         fpn_channels=make_divisible(64 * 1.35**phi, 8),
         fpn_repeats=int(round(3 + phi)),
         head_repeats=int(3 + phi // 3))
+
+
+def efficientdet_input_size(phi: float) -> float:
+    """The paper's input size ``512 + 128 * phi`` before rounding (equation 3)."""
+    return DET_BASE_INPUT + DET_INPUT_STEP * phi
 
 
 def get_det_scale(arch: Union[str, float, int]) -> DetScale:
@@ -156,6 +169,16 @@ def get_det_scale(arch: Union[str, float, int]) -> DetScale:
         return EFFICIENTDET_SCALES[key]
     raise KeyError(f'Unknown EfficientDet arch {arch!r}. Valid names: '
                    f'{", ".join(EFFICIENTDET_SCALES)}, or a number phi for the paper formula.')
+
+
+def det_phi(arch: Union[str, float, int]) -> float:
+    """The compound coefficient of an EfficientDet variant: ``'d3'`` -> 3, ``'lite2'`` -> 2,
+    ``'d7x'`` -> 7, a number -> itself."""
+    if isinstance(arch, (int, float)) and not isinstance(arch, bool):
+        return float(arch)
+    get_det_scale(arch)  # a clear error for unknown names
+    key = str(arch).lower().replace('efficientdet_', '').replace('efficientdet-', '')
+    return float(re.match(r'(?:d|lite)(\d+)', key).group(1))
 
 
 def scaling_multipliers(phi: float,
