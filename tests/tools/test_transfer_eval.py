@@ -178,7 +178,7 @@ def test_seeds_fractions_curves_tables_and_plots_with_a_stub_trainer(tmp_path, m
     nothing. (The real Runner: the slow tiny-scale test below.)"""
     seen = []
 
-    def fake_run(cfg, progress=None):
+    def fake_run(cfg, bar=None):
         mode = Path(cfg.work_dir).name
         seed, ann = cfg.randomness.seed, cfg.train_dataloader.dataset.ann_file
         seen.append((mode, seed, ann, cfg.train_cfg.val_interval, cfg.train_cfg.max_iters,

@@ -36,7 +36,6 @@ Example (nuclei, 3 seeds x 2 fractions x 2 modes, AP at 100 and 300 iterations):
 """
 import argparse
 import copy
-import csv
 import json
 import numbers
 import os
@@ -52,6 +51,8 @@ from mmengine.hooks import Hook
 
 from effdet_plugin.engine.cli import load_config
 from effdet_plugin.engine.data_options import add_data_args
+from effdet_plugin.engine.experiments import (ProgressHook, ResultsFile, rescale_schedule,
+                                              tqdm_bar)
 
 MODES = ('imagenet', 'scratch', 'frozen', 'coco')
 INITS = dict(imagenet='ImageNet backbone', scratch='random init', frozen='ImageNet backbone',
@@ -108,36 +109,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------
 # Run configurations
 # ----------------------------------------------------------------------------------------------
-def rescale_schedule(cfg: Config, iters: int) -> None:
-    """Set ``max_iters`` to ``iters``; scale the iteration-based LR schedule with it and
-    evaluate / checkpoint once, at the end."""
-    train_cfg = cfg.train_cfg
-    if train_cfg.get('type') != 'IterBasedTrainLoop' or 'max_iters' not in train_cfg:
-        raise ValueError('transfer_eval needs an iteration-based config (train_cfg.type='
-                         f"'IterBasedTrainLoop'), got train_cfg={dict(train_cfg)}")
-    if iters < 1:
-        raise ValueError(f'--iters must be >= 1, got {iters}')
-    old = train_cfg.max_iters
-
-    def scale(value: int) -> int:
-        return iters if value >= old else min(iters - 1, max(1, round(value * iters / old)))
-
-    schedulers = cfg.get('param_scheduler') or []
-    for sched in [schedulers] if isinstance(schedulers, dict) else schedulers:
-        if sched.get('by_epoch', True):
-            raise ValueError(f'only iteration-based param schedulers can be rescaled: {sched}')
-        begin = scale(sched['begin']) if sched.get('begin', 0) > 0 else 0
-        end = scale(sched.get('end', old))
-        sched.update(begin=begin, end=max(end, begin + 1))
-        if 'T_max' in sched:
-            sched['T_max'] = sched['end'] - begin
-    train_cfg.max_iters = iters
-    # no evaluation inside the loop: every run is evaluated once, after training
-    train_cfg.val_interval = iters + 1
-    if cfg.get('default_hooks', {}).get('checkpoint') is not None:
-        cfg.default_hooks.checkpoint.update(interval=iters, save_best=None)
-
-
 def frozen_description(frozen_stages: int, out_indices: Sequence[int]) -> str:
     """What ``EffNet(frozen_stages=k)`` freezes, in words (layer 0 is the stem)."""
     if frozen_stages < 0:
@@ -248,62 +219,6 @@ def expected_metrics(cfg: Config) -> List[str]:
 # ----------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------
-class Progress(Hook):
-    """Prints done / total training iterations of all pending runs, s/it and the ETA."""
-    priority = 'VERY_LOW'
-
-    def __init__(self, total: int, every: int = 25) -> None:
-        self.total, self.every, self.done = total, every, 0
-        self.start = time.perf_counter()
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        self.done += 1
-        if self.done % self.every == 0 or self.done == self.total:
-            rate = (time.perf_counter() - self.start) / self.done
-            print(f'  transfer_eval: {self.done}/{self.total} iterations, {rate:.2f} s/it with '
-                  f'evaluations, ETA {(self.total - self.done) * rate / 60:.0f} min', flush=True)
-
-
-class RunStore:
-    """``runs.csv``: one row per evaluation of every finished run, rewritten after each run,
-    so that a rerun with the same settings skips the runs already there. ``settings.json``
-    beside it makes a rerun with other settings (schedule, config...) stop instead of mixing."""
-
-    def __init__(self, work_dir: str, settings: dict) -> None:
-        os.makedirs(work_dir, exist_ok=True)
-        self.path = osp.join(work_dir, 'runs.csv')
-        settings = json.loads(json.dumps(settings))
-        settings_file = osp.join(work_dir, 'settings.json')
-        if osp.isfile(settings_file):
-            with open(settings_file) as f:
-                stored = json.load(f)
-            if stored != settings:
-                changed = sorted(k for k in set(stored) | set(settings)
-                                 if stored.get(k) != settings.get(k))
-                raise ValueError(f'{work_dir} holds runs made with other settings ({changed}); '
-                                 'use another --work-dir, or delete it to start over.')
-        else:
-            with open(settings_file, 'w') as f:
-                json.dump(settings, f, indent=1)
-        self.rows: List[Dict[str, object]] = []
-        if osp.isfile(self.path):
-            with open(self.path, newline='') as f:
-                self.rows = [_parse(r) for r in csv.DictReader(f)]
-
-    def done(self, mode: str, fraction: float, seed: int) -> bool:
-        return any((r['mode'], r['fraction'], r['seed']) == (mode, fraction, seed)
-                   for r in self.rows)
-
-    def add(self, rows: Sequence[Dict[str, object]]) -> None:
-        self.rows += rows
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
-        with open(self.path + '.tmp', 'w', newline='') as f:
-            writer = csv.DictWriter(f, columns, restval='')
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(self.path + '.tmp', self.path)
-
-
 class CurveHook(Hook):
     """Records every validation during training: (iteration, metrics)."""
     priority = 'VERY_LOW'
@@ -329,15 +244,15 @@ def evaluate_current_weights(runner) -> Dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}
 
 
-def run_one(cfg: Config, progress: Optional[Hook] = None) -> List[Dict[str, object]]:
+def run_one(cfg: Config, bar=None) -> List[Dict[str, object]]:
     """Train one run; one row per evaluation: iteration, which weights, metrics, seconds."""
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(cfg)
     curve = CurveHook()
     runner.register_hook(curve)
-    if progress is not None:
-        runner.register_hook(progress)
+    if bar is not None:
+        runner.register_hook(ProgressHook(bar))
     ema = any(type(h).__name__ == 'EMAHook' for h in runner.hooks)
     start = time.perf_counter()
     runner.train()
@@ -543,7 +458,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     settings = dict(config=args.config, iters=iters, eval_interval=interval,
                     subset_seed=args.subset_seed, cfg_options=args.cfg_options or {},
                     checkpoint_coco=args.checkpoint_coco)
-    results = RunStore(args.work_dir, settings)
+    results = ResultsFile(args.work_dir, 'runs.csv', RUN_KEY, settings)
     subsets = write_subsets(cfg, args.fractions, osp.join(args.work_dir, 'subsets'),
                             args.subset_seed)
     plan = [(fraction, seed, mode) for fraction in args.fractions
@@ -552,7 +467,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                if not results.done(mode=p[2], fraction=p[0], seed=p[1])]
     print(f'transfer_eval: {len(plan)} runs ({len(plan) - len(pending)} already in '
           f'{results.path}), {iters} iterations each, evaluated every {interval}', flush=True)
-    progress = Progress(len(pending) * iters)
+    bar = tqdm_bar(len(pending) * iters, 'transfer_eval') if pending else None
     for k, (fraction, seed, mode) in enumerate(pending, 1):
         ann_file, count = subsets[fraction]
         run_cfg = mode_config(cfg, mode,
@@ -563,11 +478,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         label = describe(run_cfg, mode)
         print(f'[{k}/{len(pending)}] {mode} ({label}), fraction {fraction:g} ({count} images), '
               f'seed {seed}', flush=True)
-        results.add([dict(mode=mode, fraction=fraction, seed=seed, train_images=count,
-                          ann_file=ann_file, label=label, **row)
-                     for row in run_one(run_cfg, progress)])
+        run_rows = run_one(run_cfg, bar)  # appended together: a run is done once all are in
+        for row in run_rows:
+            results.append(dict(mode=mode, fraction=fraction, seed=seed, train_images=count,
+                                ann_file=ann_file, label=label, **row))
+    if bar is not None:
+        bar.close()
 
-    rows = [r for r in results.rows if (r['fraction'], r['seed'], r['mode']) in set(plan)]
+    rows = [_parse(r) for r in results.rows]
+    rows = [r for r in rows if (r['fraction'], r['seed'], r['mode']) in set(plan)]
     weights = 'ema' if any(r['weights'] == 'ema' for r in rows) else 'raw'
     summary = summarise(rows, metric, weights, args.table_iters)
     which = ('EMA weights (the EMAHook average the config validates and checkpoints carry; '
