@@ -10,6 +10,7 @@ clipped to the input, ``min_bbox_size``, ONNX ``NonMaxSuppression`` per class an
 """
 import json
 import logging
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -277,7 +278,10 @@ def export_onnx(detector: nn.Module,
         # with the sizes of the traced input (python ints)
         dynamic_axes = {'input': {0: 'batch'}}
         dynamic_axes.update({name: {0: 'batch'} for name in names})
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns of every python value it fixes (shapes of the traced input)
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', UserWarning)
         torch.onnx.export(model, (dummy, ), out_file, input_names=['input'],
                           output_names=names, dynamic_axes=dynamic_axes, opset_version=opset,
                           do_constant_folding=True, dynamo=False)
