@@ -86,10 +86,10 @@ def main(argv=None) -> int:
             state_dict = unwrap_state_dict(read_checkpoint(args.src))
         checkpoint = convert_effdet_checkpoint(state_dict, name=name,
                                                num_classes=args.num_classes)
+        save_checkpoint(checkpoint, args.dst)  # refuses NaN/inf weights (a ValueError)
     except (CheckpointReadError, FileNotFoundError, KeyError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    save_checkpoint(checkpoint, args.dst)
     meta = checkpoint['meta']
     params = sum(v.numel() for k, v in checkpoint['state_dict'].items()
                  if isinstance(v, torch.Tensor) and not k.endswith(

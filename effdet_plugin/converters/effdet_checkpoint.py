@@ -22,6 +22,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..engine.weights_check import check_finite
 from ..models.utils.scaling import EFFICIENTDET_SCALES
 from .effdet_converter import _strip_wrapper, convert_effdet_state_dict
 from .efficientnet import convert_timm_efficientnet
@@ -191,7 +192,12 @@ def convert_effdet_checkpoint(state_dict: Mapping[str, Tensor],
 
 
 def save_checkpoint(checkpoint: dict, path: str) -> str:
-    """Write ``checkpoint`` (tensors made contiguous) to ``path``; parents are created."""
+    """Write ``checkpoint`` (tensors made contiguous) to ``path``; parents are created.
+
+    Raises:
+        NonFiniteWeightsError: A tensor holds NaN/inf (nothing is written).
+    """
+    check_finite(checkpoint['state_dict'], f'converted weights for {path}')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     state_dict = OrderedDict(
         (k, v.detach().clone().contiguous()) for k, v in checkpoint['state_dict'].items())

@@ -8,9 +8,11 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .annotation_check import check_annotation_files
 from .data_options import apply_data_options
 from .dataset_check import DatasetNotFoundError, check_dataset_paths, check_evaluator_ann_files
 from .dist import setup_cpu_distributed
+from .weights_check import apply_weights_check_cfg
 
 
 def load_config(config: str,
@@ -43,13 +45,16 @@ def exit_if_dataset_missing(cfg: Config, splits: Sequence[str]) -> None:
     try:
         check_dataset_paths(cfg, splits)
         check_evaluator_ann_files(cfg, [s for s in splits if s != 'train'] or ['val'])
+        check_annotation_files(cfg, splits)
     except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Prepare CPU distributed training if needed, then build the (possibly custom) Runner."""
+    """Prepare CPU distributed training if needed, apply the config's ``weights_check``
+    thresholds (:mod:`.weights_check`), then build the (possibly custom) Runner."""
     setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
+    apply_weights_check_cfg(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

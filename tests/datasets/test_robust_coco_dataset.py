@@ -1,5 +1,6 @@
 """RobustCocoDataset + LoadMedicalImageFromFile on a small dataset with every kind of defect."""
 import json
+import logging
 import warnings
 
 import cv2
@@ -7,9 +8,12 @@ import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 from mmdet.utils import register_all_modules
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import effdet_plugin  # noqa: F401  (registers RobustCocoDataset, LoadMedicalImageFromFile)
+from effdet_plugin.datasets.coco_checks import AnnotationError
+from effdet_plugin.datasets.image_io import ImageReadError
 
 register_all_modules(init_default_scope=False)  # mmdet's own transforms, by name
 
@@ -21,6 +25,25 @@ def _mmdet_scope():
     """Pipelines resolve transform names in the default scope, 'mmdet' as in our configs."""
     with DefaultScope.overwrite_default_scope('mmdet'):
         yield
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def logged():
+    """Warnings that reach the run's log (mmengine's current logger)."""
+    logger = MMLogger.get_current_instance()
+    handler = _Records()
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -65,9 +88,11 @@ def _by_name(dataset):
             (dataset.get_data_info(i) for i in range(len(dataset)))}
 
 
-def test_out_of_image_boxes_are_clipped_and_degenerate_ones_dropped(defective):
-    with pytest.warns(UserWarning, match=r'clipped 1 box\(es\).*dropped 3 degenerate'):
-        dataset = _build(defective)
+def test_out_of_image_boxes_are_clipped_and_degenerate_ones_dropped(defective, logged):
+    dataset = _build(defective)
+    assert len(logged) == 1
+    assert '1 box(es) clipped to the image' in logged[0]
+    assert '3 degenerate box(es) dropped' in logged[0]
     infos = _by_name(dataset)
     assert [inst['bbox'] for inst in infos['gray16.png']['instances']] == \
         [[5, 5, 15, 15], [40, 30, 50, 40]]
@@ -122,3 +147,80 @@ def test_corrupt_image_fails_by_name_or_is_skipped_when_configured(defective):
     with pytest.warns(UserWarning, match='skipping sample.*corrupt.png'):
         sample = lenient[corrupt]  # training mode: mmengine fetches another image instead
     assert 'corrupt.png' not in sample['data_samples'].img_path
+
+
+def _write_ann(root, edit):
+    with open(root / 'ann.json') as f:
+        coco = json.load(f)
+    edit(coco)
+    with open(root / 'ann.json', 'w') as f:
+        json.dump(coco, f)
+
+
+def test_log_counts_what_mmdet_would_drop_silently(defective, logged):
+    def edit(coco):
+        coco['categories'].append(dict(id=2, name='cyst'))
+        coco['annotations'][0]['category_id'] = 7   # id not in categories
+        coco['annotations'][4]['category_id'] = 2   # a category not in the classes
+    _write_ann(defective, edit)
+    _build(defective, filter_cfg=dict(filter_empty_gt=True))
+    (message, ) = logged
+    assert message.startswith(f"RobustCocoDataset({defective / 'ann.json'}, training): "
+                              '2 image(s), 2 usable annotation(s) of 7 in the file')
+    assert '1 annotation(s) with a category id not in categories dropped (id: count 7: 1)' \
+        in message
+    assert '1 annotation(s) of categories not in the config classes dropped (cyst: 1)' \
+        in message
+    # rgb8.png lost its only annotation; empty.png never had one
+    assert '2/5 image(s) without any usable annotation' in message
+    assert "3 image(s) filtered out by filter_cfg={'filter_empty_gt': True}" in message
+
+
+def test_no_usable_annotation_stops_training_only(defective, logged):
+    _write_ann(defective, lambda coco: [a.update(bbox=[60, 50, 5, 5])
+                                        for a in coco['annotations']])  # all outside
+    with pytest.raises(AnnotationError, match=r'0 usable annotation\(s\) of 7 in the file: '
+                       r'nothing to train on \(.*7 degenerate box\(es\) dropped'):
+        _build(defective)
+    assert len(_build(defective, test_mode=True)) == 5  # evaluation: logged, not fatal
+    assert '0 usable annotation(s)' in logged[-1]
+
+
+def test_wrong_classes_and_truncated_file_are_named(defective):
+    with pytest.raises(AnnotationError, match=r"config classes \['tumour'\], file categories "
+                       r"\['lesion'\]"):
+        _build(defective, metainfo=dict(classes=('tumour', )))
+    text = (defective / 'ann.json').read_text()
+    (defective / 'ann.json').write_text(text[:len(text) // 2])
+    with pytest.raises(AnnotationError, match=r"ann\.json' \(\d+ bytes\) is not valid JSON"):
+        _build(defective)
+
+
+def _mmcv_pipeline(**kwargs):
+    return [dict(type='LoadImageFromFile', **kwargs), dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs')]
+
+
+def test_mmcv_loader_refuses_16bit_images(defective):
+    dataset = _build(defective, pipeline=_mmcv_pipeline())
+    gray16 = list(_by_name(dataset)).index('gray16.png')
+    with pytest.raises(ImageReadError, match=r"gray16\.png' stores 16-bit values.*"
+                       r"LoadMedicalImageFromFile"):
+        dataset[gray16]
+    rgb8 = list(_by_name(dataset)).index('rgb8.png')
+    assert dataset[rgb8]['inputs'].shape == (3, H, W)
+
+
+def test_mmcv_ignore_empty_skips_are_named_and_counted(defective, logged):
+    (defective / 'images' / 'rgb8.png').unlink()
+    lenient = _build(defective, pipeline=_mmcv_pipeline(ignore_empty=True))
+    names = list(_by_name(lenient))
+    assert lenient.prepare_data(names.index('rgb8.png')) is None
+    assert lenient.prepare_data(names.index('corrupt.png')) is None  # mmcv would assert
+    skips = [m for m in logged if m.startswith('skipping sample')]
+    assert len(skips) == 2
+    assert "rgb8.png' is missing" in skips[0] and '1 skipped so far' in skips[0]
+    assert "corrupt.png' cannot be decoded" in skips[1] and '2 skipped so far' in skips[1]
+    evaluated = _build(defective, pipeline=_mmcv_pipeline(ignore_empty=True), test_mode=True)
+    with pytest.raises(ImageReadError, match=r"rgb8\.png' is missing \(test_mode"):
+        evaluated.prepare_data(names.index('rgb8.png'))
