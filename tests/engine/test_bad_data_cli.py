@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import effdet_plugin  # noqa: F401  (weights_only loads of mmengine checkpoints)
 from tests.conftest import write_tiny_coco
 
 
@@ -58,6 +59,16 @@ def test_class_names_differ_from_categories(tiny_det_cfg, data, tmp_path, run_to
     proc = run_tool('tools/test.py', cfg_file, ckpt, '--work-dir', tmp_path / 'work_dir')
     _assert_stopped_early(proc, tmp_path, 'test_dataloader.dataset', *both_lists)
     assert 'IndexError' not in proc.stderr
+
+
+def test_classes_from_json_is_the_opt_in(tiny_det_cfg, data, tmp_path, run_tool):
+    _edit_json(data, lambda c: c['categories'][0].update(name='cat'))
+    cfg_file = _config(tiny_det_cfg, data, tmp_path)
+    work_dir = tmp_path / 'work_dir'
+    proc = run_tool('tools/train.py', cfg_file, '--work-dir', work_dir, '--classes', 'from-json')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    assert ckpt['meta']['dataset_meta']['classes'] == ('cat', 'red_box')
 
 
 @pytest.mark.parametrize('case', ['truncated', 'no_images', 'no_annotations', 'not_coco'])
