@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy import OnnxRuntimeDetector, postprocess, preprocess
@@ -154,3 +154,37 @@ def test_dynamic_preprocess_pads_to_divisor():
     batch, meta = preprocess(np.zeros((300, 129, 3), np.uint8), mean=[0] * 3, std=[1] * 3,
                              pad_size_divisor=128)
     assert batch.shape == (1, 3, 384, 256) and meta['scale_factor'] == (1.0, 1.0)
+
+
+def test_per_level_nms_pre_and_min_box_size(demo_export, tmp_path):
+    """mmdet's per-level ``nms_pre``, ``min_bbox_size`` and ``max_per_img`` in the graph."""
+    model, _, batch, _ = demo_export
+    saved = model.bbox_head.test_cfg
+    model.bbox_head.test_cfg = ConfigDict(
+        nms_pre=300, nms_pre_scope='level', score_thr=0.2, min_bbox_size=8, max_per_img=40,
+        nms=HARD_NMS)
+    try:
+        onnx_file = str(tmp_path / 'level.onnx')
+        export_onnx(model, onnx_file, batch.shape[-2:])
+        ref, = predict_from_maps(model, *onnx_raw_maps(model, batch, str(tmp_path / 'raw.onnx')),
+                                 batch.shape[-2:])
+    finally:
+        model.bbox_head.test_cfg = saved
+    session = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    boxes, scores, labels = session.run(['boxes', 'scores', 'labels'], {'input': batch})
+    assert boxes.shape == (1, 40, 4)
+    assert_same_detections(ref, boxes[0], scores[0], labels[0])
+    wh = ref.bboxes[:, 2:] - ref.bboxes[:, :2]
+    assert (wh > 8).all()
+
+
+def test_soft_nms_exports_as_hard_nms_with_a_log_line(monkeypatch):
+    from effdet_plugin.deploy import onnx_export
+    logged = []
+    monkeypatch.setattr(onnx_export, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    assert onnx_export.hard_nms_iou(dict(type='soft_nms', iou_threshold=0.3, sigma=0.5)) == 0.3
+    assert len(logged) == 1 and 'soft-NMS has no ONNX operator' in logged[0]
+    assert onnx_export.hard_nms_iou(dict(type='nms', iou_threshold=0.6)) == 0.6
+    assert len(logged) == 1
+    with pytest.raises(ValueError, match="'nms'"):
+        onnx_export.hard_nms_iou(dict(type='matrix_nms'))
