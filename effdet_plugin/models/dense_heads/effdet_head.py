@@ -18,6 +18,7 @@ from ..necks.bifpn_layers import SeparableConvModule
 from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the generator)
 from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
 from ..utils.candidates import topk_candidates
+from ..utils.mmcv_fallback import OneHotTargets, log_fallback, needs_mmcv_fallback
 from ..utils.scaling import get_det_scale
 
 # Official matcher: IoU >= 0.5 positive, < 0.5 negative, and every box keeps its best anchor.
@@ -152,6 +153,11 @@ class EffDetHead(AnchorHead):
             test_cfg=test_cfg,
             init_cfg=init_cfg,
             **kwargs)
+        # a CPU-built mmcv on a CUDA machine: no CUDA NMS / focal-loss kernels
+        self.mmcv_fallback = needs_mmcv_fallback()
+        if self.mmcv_fallback:
+            log_fallback(type(self).__name__)
+            self.loss_cls = OneHotTargets(self.loss_cls)
 
     @property
     def num_levels(self) -> int:
@@ -281,3 +287,11 @@ class EffDetHead(AnchorHead):
         return self._bbox_post_process(
             results=results, cfg=copy.deepcopy(cfg), rescale=rescale, with_nms=with_nms,
             img_meta=img_meta)
+
+    def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict, *args,
+                           **kwargs) -> InstanceData:
+        """mmdet's post-processing, on the CPU when mmcv lacks its CUDA NMS kernel."""
+        if self.mmcv_fallback and results.bboxes.is_cuda:
+            device = results.bboxes.device
+            return super()._bbox_post_process(results.cpu(), cfg, *args, **kwargs).to(device)
+        return super()._bbox_post_process(results, cfg, *args, **kwargs)
