@@ -10,10 +10,9 @@ from tools.deploy import export_onnx as export_tool
 ort = pytest.importorskip('onnxruntime')
 REPO = Path(__file__).resolve().parents[2]
 # export + run takes ~8 s for the small ones on an idle 2-core machine, up to minutes for D7x
-FAST = ['effdet_b0_coco', 'effdet_b1_coco', 'effdet_b2_coco'] + [
-    f'effdet_lite{i}_coco' for i in range(3)]
-SLOW = ['effdet_b3_coco', 'effdet_b4_coco', 'effdet_b5_coco', 'effdet_b6_coco',
-        'effdet_b7_coco', 'effdet_b7x_coco', 'effdet_lite3_coco', 'effdet_lite4_coco']
+FAST = ['effdet_b0_coco', 'effdet_b1_coco', 'effdet_lite0_coco', 'effdet_lite1_coco']
+SLOW = [f'effdet_b{i}_coco' for i in range(2, 8)] + ['effdet_b7x_coco'] + [
+    f'effdet_lite{i}_coco' for i in range(2, 5)]
 
 
 def run_exported(onnx_file: Path, shape=(256, 256), batch: int = 1) -> dict:
