@@ -2,7 +2,9 @@
 
 Additions: ``import effdet_plugin`` fills the registries; ``--amp`` falls back to bfloat16
 autocast without CUDA; a missing dataset stops the run at once with a hint; ``--launcher
-pytorch`` also works on CPU-only machines (gloo).
+pytorch`` also works on CPU-only machines (gloo); checkpoints are written crash-safe
+(``SafeCheckpointHook`` replaces ``CheckpointHook``) and a work dir in use by another training
+is refused (``<work_dir>/train.lock``).
 """
 import argparse
 import os
@@ -14,6 +16,8 @@ import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers
 from effdet_plugin.engine import enable_amp
 from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
 from effdet_plugin.engine.data_options import add_data_args
+from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
+from effdet_plugin.engine.work_dir_lock import hold_work_dir
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,7 +70,9 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, args.resume
 
     exit_if_dataset_missing(cfg, ('train', 'val'))
-    build_runner(cfg).train()
+    use_safe_checkpoint_hook(cfg)
+    with hold_work_dir(cfg.work_dir):
+        build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -61,3 +61,29 @@ def test_interval_skips_iterations_and_is_validated():
     NonFiniteLossHook(interval=2).after_train_iter(FakeRunner, 0, outputs=nan)  # not checked
     with pytest.raises(ValueError):
         NonFiniteLossHook(interval=0)
+
+
+def test_weights_and_buffers_checked_before_validation():
+    """A finite loss does not prove finite weights: BN statistics and the EMA copy count."""
+    from types import SimpleNamespace
+
+    from mmengine.hooks import EMAHook
+
+    from effdet_plugin.engine import NonFiniteWeightsError
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    ema = EMAHook()
+    ema.ema_model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    runner = SimpleNamespace(model=model, hooks=[ema], iter=12)
+    hook = NonFiniteLossHook()
+    hook.before_val_epoch(runner)  # all finite
+
+    model[1].running_var[2] = float('inf')
+    with pytest.raises(NonFiniteWeightsError,
+                       match=r'iteration 12.*model:1\.running_var \(0 NaN, 1 inf of 4\)'):
+        hook.before_val_epoch(runner)
+    NonFiniteLossHook(check_weights=False).before_val_epoch(runner)
+
+    model[1].running_var.fill_(1.)
+    ema.ema_model[0].weight.data[0, 0] = float('nan')
+    with pytest.raises(NonFiniteWeightsError, match=r'EMAHook\.ema_model:0\.weight \(1 NaN'):
+        hook.before_val_epoch(runner)
