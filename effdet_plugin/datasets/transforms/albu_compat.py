@@ -1,4 +1,5 @@
 """mmdet's ``Albu`` made safe for instance masks and semantic maps (albumentations 1.x / 2.x)."""
+import os
 from typing import List, Optional
 
 import numpy as np
@@ -30,6 +31,11 @@ class AlbuCompat(Albu):
     from the transformed masks (``recompute_bbox``), which keeps boxes tight after elastic or
     rotation warps. Arguments and behaviour otherwise match ``Albu``.
 
+    Reproducible: albumentations 2 draws from its own generator, seeded from the operating
+    system unless ``Compose`` gets a seed, so two runs with the same ``randomness.seed`` (and a
+    resumed run) augmented differently. In each process (main or dataloader worker, whose numpy
+    mmengine seeds per worker) the generator is seeded from numpy's global one at first use.
+
     Args:
         transforms (list[dict]): albumentations transforms, e.g.
             ``[dict(type='RandomRotate90', p=0.5), dict(type='CLAHE', p=0.3)]``.
@@ -54,6 +60,14 @@ class AlbuCompat(Albu):
         super().__init__(transforms, bbox_params, keymap or dict(DEFAULT_KEYMAP),
                          skip_img_without_anno)
         self.recompute_bbox = recompute_bbox
+        self._seeded_in: Optional[int] = None  # pid of the process that seeded self.aug
+
+    def transform(self, results: dict) -> Optional[dict]:
+        """Seed albumentations from numpy in a new process, then run ``Albu.transform``."""
+        if self._seeded_in != os.getpid() and hasattr(self.aug, 'set_random_seed'):
+            self.aug.set_random_seed(int(np.random.randint(2**31)))  # albumentations >= 2
+            self._seeded_in = os.getpid()
+        return super().transform(results)
 
     def _postprocess_results(self, results: dict,
                              ori_masks: Optional[BitmapMasks] = None) -> Optional[dict]:
