@@ -10,7 +10,7 @@ import json
 import os
 import os.path as osp
 import time
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.analysis import FlopAnalyzer
@@ -40,9 +40,20 @@ def rescale_schedule(cfg: Config, iters: int) -> None:
         sched.update(begin=begin, end=max(at(sched.get('end', old)), begin + 1))
         if 'T_max' in sched:
             sched['T_max'] = sched['end'] - begin
-    train_cfg.update(max_iters=iters, val_interval=iters + 1)  # evaluated after training
+    train_cfg.update(max_iters=iters, val_interval=iters)  # one evaluation, at the end
     if cfg.get('default_hooks', {}).get('checkpoint') is not None:
         cfg.default_hooks.checkpoint.update(interval=iters, save_best=None)
+
+
+class LastMetricsHook(Hook):
+    """Keep the metrics of the latest validation (the train loop's, at its last iteration)."""
+    priority = 'LOWEST'
+
+    def __init__(self) -> None:
+        self.metrics: Optional[Dict[str, float]] = None
+
+    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        self.metrics = dict(metrics or {})
 
 
 class ProgressHook(Hook):
@@ -58,7 +69,7 @@ class ProgressHook(Hook):
 
 def run_config(cfg: Config, work_dir: str, seed: int, hooks: Sequence[Hook] = (),
                quiet: bool = True) -> Tuple[torch.nn.Module, Dict[str, float], float]:
-    """Train ``cfg`` in ``work_dir`` with ``seed``, then evaluate it once.
+    """Train ``cfg`` in ``work_dir`` with ``seed``; evaluate it once, at the end.
 
     Returns:
         tuple: the trained model, the validation metrics (EMA weights when the config has an
@@ -74,13 +85,15 @@ def run_config(cfg: Config, work_dir: str, seed: int, hooks: Sequence[Hook] = ()
     if quiet:
         cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
-    for hook in hooks:
+    last = LastMetricsHook()
+    for hook in [*hooks, last]:
         runner.register_hook(hook)
     start = time.perf_counter()
     runner.train()
     train_s = time.perf_counter() - start
-    metrics = {k: float(v) for k, v in runner.val().items()}
-    return runner.model, metrics, train_s
+    # mmengine's loop validates at its last iteration; evaluate here only if it did not
+    metrics = last.metrics if last.metrics is not None else runner.val()
+    return runner.model, {k: float(v) for k, v in metrics.items()}, train_s
 
 
 def measure(model: torch.nn.Module, shape: Sequence[int], latency_time: float = 1.0,
