@@ -26,7 +26,7 @@ def test_rescale_schedule_keeps_warmup_and_cosine_proportions():
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 10)
     assert (cosine.begin, cosine.end, cosine.T_max) == (10, 100, 90)
-    assert cfg.train_cfg.max_iters == 100 and cfg.train_cfg.val_interval > 100
+    assert cfg.train_cfg.max_iters == 100
     assert cfg.default_hooks.checkpoint.interval == 100
     transfer_eval.rescale_schedule(cfg, 2)  # degenerate but valid: 1 warm-up + 1 cosine step
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 1), (1, 2)]
@@ -229,6 +229,8 @@ def test_seeds_fractions_curves_tables_and_plots_with_a_stub_trainer(tmp_path, m
     again = transfer_eval.main(args)  # finished runs are read back, not retrained
     assert seen == [] and again['summary'] == report['summary']
     assert 'transfer_eval: 8 runs (8 already in' in capsys.readouterr().out
+    more = transfer_eval.main(args[:6] + ['3'] + args[7:] + ['--report-only'])
+    assert seen == [] and more['summary'] == report['summary']  # seed 2 not trained
     with pytest.raises(ValueError, match='other settings'):
         transfer_eval.main(args[:2] + ['6'] + args[3:])  # another schedule, same folder
 

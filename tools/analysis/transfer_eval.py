@@ -92,6 +92,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'the last')
     parser.add_argument('--work-dir', default='work_dirs/transfer_eval',
                         help='one sub-folder per run, plus runs.csv, tables and plots')
+    parser.add_argument('--report-only', action='store_true',
+                        help='no training: tables and plots of the runs already in runs.csv '
+                        '(e.g. of an interrupted study)')
     parser.add_argument('--verbose', action='store_true',
                         help="print mmengine's training logs (always in each run's folder)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -463,8 +466,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                             args.subset_seed)
     plan = [(fraction, seed, mode) for fraction in args.fractions
             for seed in range(args.seeds) for mode in modes]
-    pending = [p for p in plan
-               if not results.done(mode=p[2], fraction=p[0], seed=p[1])]
+    pending = [] if args.report_only else [
+        p for p in plan if not results.done(mode=p[2], fraction=p[0], seed=p[1])]
     print(f'transfer_eval: {len(plan)} runs ({len(plan) - len(pending)} already in '
           f'{results.path}), {iters} iterations each, evaluated every {interval}', flush=True)
     bar = tqdm_bar(len(pending) * iters, 'transfer_eval') if pending else None
@@ -491,8 +494,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     summary = summarise(rows, metric, weights, args.table_iters)
     which = ('EMA weights (the EMAHook average the config validates and checkpoints carry; '
              'raw weights in runs.csv)' if weights == 'ema' else 'the trained weights')
-    title = (f'Transfer comparison: `{args.config}`, {iters} iterations, seeds 0-'
-             f'{args.seeds - 1}, scores of {which}')
+    seeds = sorted({r['seed'] for r in rows})
+    title = (f'Transfer comparison: `{args.config}`, {iters} iterations, seeds '
+             f'{", ".join(map(str, seeds))}, scores of {which}')
     text = (f'{title}\n\nPer run (last evaluation):\n\n{runs_table(rows, weights)}\n\n'
             f'Summary (Δ: seed-paired difference to scratch, t-based 95% CI):\n\n'
             f'{summary_table(summary, metric, metric_title)}\n')
