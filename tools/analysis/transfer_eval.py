@@ -395,7 +395,7 @@ def plot(rows: Sequence[dict], metric: str, metric_title: str, weights: str,
             mean, std = np.array([stats_of([r for r in mine if r['iter'] == i]) for i in iters]).T
             ax.plot(iters, mean, marker='o', label=mode)
             ax.fill_between(iters, mean - std, mean + std, alpha=0.2)
-        ax.set_title(f'{fraction:g} of the training images')
+        ax.set_title(f'{fraction:.0%} of the training images')
         ax.set_xlabel('iteration')
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f'{metric_title} ({weights.upper()} weights)')
