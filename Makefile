@@ -10,10 +10,11 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help setup test test-slow demo clean check-source-build check-source-build-full
+.PHONY: help setup lint test test-slow demo clean check-source-build check-source-build-full
 
 help:
 	@echo "make setup      create/update .venv (scripts/setup_env.sh)"
+	@echo "make lint       ruff (pyflakes + import order, pyproject.toml) on the whole tree"
 	@echo "make test       fast tests (pytest -m 'not slow')"
 	@echo "make test-slow  slow tests only (pytest -m slow)"
 	@echo "make demo       run scripts/demo.sh"
@@ -23,6 +24,9 @@ help:
 
 setup:
 	bash scripts/setup_env.sh
+
+lint: setup
+	.venv/bin/ruff check .
 
 test: setup
 	@$(call run_pytest,-m "not slow" tests/)

@@ -14,8 +14,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from effdet_plugin.converters import (classifier_weights, convert_efficientnet,
-                                      lite_package_weights, read_checkpoint)
+from effdet_plugin.converters import (
+    classifier_weights,
+    convert_efficientnet,
+    lite_package_weights,
+    read_checkpoint,
+)
 from effdet_plugin.converters.parity import converted_pair, layer_diffs, reference_layers
 from effdet_plugin.models.backbones import EffNet
 
@@ -65,7 +69,7 @@ def main() -> int:
     torch.manual_seed(0)
     archs = ['b0'] if args.quick else [f'b{i}' for i in range(8)]
     print(f'fp32, eval, input 1x3x{args.size[0]}x{args.size[1]}, random weights and BN stats')
-    print(f'| source | model | stem conv | ' + ' | '.join(f'L{i}' for i in range(9)) +
+    print('| source | model | stem conv | ' + ' | '.join(f'L{i}' for i in range(9)) +
           ' | max |')
     print('|---|---|---|' + '---|' * 10)
     worst = 0.

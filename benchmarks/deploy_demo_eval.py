@@ -12,14 +12,14 @@ import tempfile
 import cv2
 import numpy as np
 import torch
+from mmdet.structures.bbox import bbox_overlaps
+from mmdet.utils import register_all_modules
 from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy import preprocess
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
-from mmdet.structures.bbox import bbox_overlaps
-from mmdet.utils import register_all_modules
 
 CONFIG = 'configs/demo/effdet_lite0_nuclei.py'
 HARD_NMS = dict(type='nms', iou_threshold=0.5)

@@ -24,15 +24,15 @@ from typing import Dict
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.effdet_d0_latency import HARD_NMS, time_rounds  # noqa: E402
-
-import effdet_plugin  # noqa: E402,F401
-from effdet_plugin.converters.effdet_checkpoint import convert_effdet_checkpoint  # noqa: E402
-from effdet_plugin.converters.parity import realistic_effdet_predictions  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+
+import effdet_plugin  # noqa: E402,F401
+from benchmarks.effdet_d0_latency import HARD_NMS, time_rounds  # noqa: E402
+from effdet_plugin.converters.effdet_checkpoint import convert_effdet_checkpoint  # noqa: E402
+from effdet_plugin.converters.parity import realistic_effdet_predictions  # noqa: E402
 
 # name: (effdet model, our config, input size)
 MODELS_UNDER_TEST = {
@@ -58,6 +58,7 @@ def build_pair(name: str, size: int):
 
 def onnx_session(model, size: int, with_nms: bool, threads: int, folder: str):
     import onnxruntime as ort
+
     from effdet_plugin.deploy.onnx_export import export_onnx
     path = osp.join(folder, f'{"nms" if with_nms else "raw"}.onnx')
     export_onnx(copy.deepcopy(model), path, (size, size), with_nms=with_nms)

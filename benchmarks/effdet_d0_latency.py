@@ -29,14 +29,14 @@ from typing import Callable, Dict, List
 
 import torch
 import torch.nn as nn
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.utils import register_all_modules
 from mmengine.config import Config, ConfigDict
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.converters.effdet_checkpoint import convert_effdet_checkpoint
 from effdet_plugin.converters.parity import realistic_effdet_predictions
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.utils import register_all_modules
 
 CONFIG = 'configs/effdet_b0_coco.py'
 SIZE = 512

@@ -23,10 +23,12 @@ import sys
 
 import torch
 
-from effdet_plugin.converters.effdet_checkpoint import (convert_effdet_checkpoint,
-                                                        parse_effdet_name, save_checkpoint)
-from effdet_plugin.converters.loading import (CheckpointReadError, read_checkpoint,
-                                              unwrap_state_dict)
+from effdet_plugin.converters.effdet_checkpoint import (
+    convert_effdet_checkpoint,
+    parse_effdet_name,
+    save_checkpoint,
+)
+from effdet_plugin.converters.loading import CheckpointReadError, read_checkpoint, unwrap_state_dict
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -23,10 +23,17 @@ std=[128] * 3``; others: ImageNet mean/std; RGB). Both are recorded in the check
 import argparse
 import sys
 
-from effdet_plugin.converters import (LITE_PACKAGES, SOURCES, ArchMismatchError,
-                                      CheckpointReadError, convert_efficientnet,
-                                      convert_lite_package, read_checkpoint, save_converted,
-                                      unwrap_state_dict)
+from effdet_plugin.converters import (
+    LITE_PACKAGES,
+    SOURCES,
+    ArchMismatchError,
+    CheckpointReadError,
+    convert_efficientnet,
+    convert_lite_package,
+    read_checkpoint,
+    save_converted,
+    unwrap_state_dict,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

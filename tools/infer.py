@@ -133,13 +133,13 @@ def semantic_pixels(result) -> Optional[dict]:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    import effdet_plugin  # noqa: F401  (registers our components)
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
     from mmdet.utils import get_test_pipeline_cfg
     from mmengine.config import Config
     from mmengine.dataset import Compose
 
+    import effdet_plugin  # noqa: F401  (registers our components)
     from effdet_plugin.engine.data_options import apply_data_options
 
     cfg = Config.fromfile(args.config)

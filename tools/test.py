@@ -10,10 +10,10 @@ import sys
 import warnings
 from copy import deepcopy
 
-from mmengine.config import ConfigDict, DictAction
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import ConfigDict, DictAction
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config

@@ -9,8 +9,8 @@ is refused (``<work_dir>/train.lock``).
 import argparse
 import os
 
-from mmengine.config import DictAction
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import DictAction
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine import enable_amp

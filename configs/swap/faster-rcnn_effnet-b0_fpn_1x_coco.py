@@ -2,6 +2,7 @@
 # Weights and init: see retinanet_effnet-b0_fpn_1x_coco.py.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 import os.path as osp  # after _base_: mmengine reads an import first as a lazy config
+
 custom_imports = dict(imports=['effdet_plugin'], allow_failed_imports=False)
 
 effnet_checkpoint = 'checkpoints/efficientnet_b0_torchvision.pth'

@@ -3,6 +3,7 @@
 # of the base config is replaced by the ImageNet RGB one the EfficientNet weights expect.
 _base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
 import os.path as osp  # after _base_: mmengine reads an import first as a lazy config
+
 custom_imports = dict(imports=['effdet_plugin'], allow_failed_imports=False)
 
 effnet_checkpoint = 'checkpoints/efficientnet_b0_torchvision.pth'

@@ -5,6 +5,7 @@
 # its default Kaiming init. BN eps 1e-5 matches torchvision's b0-b4 weights.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 import os.path as osp  # after _base_: mmengine reads an import first as a lazy config
+
 custom_imports = dict(imports=['effdet_plugin'], allow_failed_imports=False)
 
 effnet_checkpoint = 'checkpoints/efficientnet_b0_torchvision.pth'

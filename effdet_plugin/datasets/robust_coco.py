@@ -11,8 +11,7 @@ from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from .coco_checks import (AnnotationError, check_coco_stats, coco_stats, describe_losses,
-                          json_error)
+from .coco_checks import AnnotationError, check_coco_stats, coco_stats, describe_losses, json_error
 from .image_io import ImageReadError, stored_bit_depth
 
 README_HINT = ('The expected layout is described in data/README.md (the nuclei demo data are '

@@ -12,8 +12,13 @@ from .dataset_check import DatasetNotFoundError, check_dataset_paths
 from .dist import setup_cpu_distributed
 from .hooks import NonFiniteLossError, NonFiniteLossHook
 from .optimizers import BFloat16AmpOptimWrapper
-from .weights_check import (NonFiniteWeightsError, WeightsMismatchError, apply_weights_check_cfg,
-                            configure_weights_check, install_weights_check)
+from .weights_check import (
+                            NonFiniteWeightsError,
+                            WeightsMismatchError,
+                            apply_weights_check_cfg,
+                            configure_weights_check,
+                            install_weights_check,
+)
 
 register_checkpoint_safe_globals()
 install_weights_check()

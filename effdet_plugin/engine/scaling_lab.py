@@ -27,11 +27,26 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
-from ..models.utils.scaling import (ALPHA, BETA, GAMMA, det_phi, efficientdet_input_size,
-                                    efficientdet_scale, get_net_scale, make_divisible)
+from ..models.utils.scaling import (
+    ALPHA,
+    BETA,
+    GAMMA,
+    det_phi,
+    efficientdet_input_size,
+    efficientdet_scale,
+    get_net_scale,
+    make_divisible,
+)
 from .data_options import SPLITS, split_datasets
-from .experiments import (ProgressHook, ResultsFile, measure, numeric_rows, rescale_schedule,
-                          run_config, tqdm_bar)
+from .experiments import (
+    ProgressHook,
+    ResultsFile,
+    measure,
+    numeric_rows,
+    rescale_schedule,
+    run_config,
+    tqdm_bar,
+)
 
 #: Scaling dimensions of a sweep: all at once, or one at a time at the same FLOPs growth.
 DIMS = ('compound', 'depth', 'width', 'resolution')
@@ -257,8 +272,8 @@ def base_det_phi(cfg: Config) -> Optional[float]:
 
 def scale_config(cfg: Config, point: ScalePoint) -> Config:
     """A copy of ``cfg`` whose model and pipelines are scaled to ``point``, from random init."""
-    from mmdet.registry import MODELS
     import torch
+    from mmdet.registry import MODELS
 
     cfg = copy.deepcopy(cfg)
     model = cfg.model

@@ -1,3 +1,5 @@
 """Importing this package registers every model component into mmdet's registries."""
-from . import (backbones, dense_heads, detectors, layers, necks, seg_heads, task_modules,
-               utils)  # noqa: F401
+from . import backbones, dense_heads, detectors, layers, necks, seg_heads, task_modules, utils
+
+__all__ = ['backbones', 'dense_heads', 'detectors', 'layers', 'necks', 'seg_heads',
+           'task_modules', 'utils']

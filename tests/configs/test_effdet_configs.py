@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 from effdet_plugin.models.utils.scaling import get_det_scale
-from mmdet.registry import MODELS
-from mmdet.utils import register_all_modules
 
 register_all_modules()
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
-
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
+from mmengine.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.relative_to(REPO).as_posix()

@@ -11,17 +11,21 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.utils import register_all_modules
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 
-from effdet_plugin.converters.effdet_checkpoint import (COCO80_CATEGORY_IDS, config_overrides,
-                                                        infer_variant, parse_effdet_name)
+from effdet_plugin.converters.effdet_checkpoint import (
+    COCO80_CATEGORY_IDS,
+    config_overrides,
+    infer_variant,
+    parse_effdet_name,
+)
 from effdet_plugin.converters.parity import realistic_effdet_predictions
 from effdet_plugin.models.utils import checkpoint_classes
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.utils import register_all_modules
 
 effdet = pytest.importorskip('effdet')
 register_all_modules()

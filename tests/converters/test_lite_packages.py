@@ -7,9 +7,14 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
-from effdet_plugin.converters import (IMAGENET_MEAN, IMAGENET_STD, classifier_weights,
-                                      convert_efficientnet, lite_package_weights,
-                                      read_checkpoint)
+from effdet_plugin.converters import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    classifier_weights,
+    convert_efficientnet,
+    lite_package_weights,
+    read_checkpoint,
+)
 
 timm = pytest.importorskip('timm')
 skimage_data = pytest.importorskip('skimage.data')

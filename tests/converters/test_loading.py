@@ -7,14 +7,20 @@ import pytest
 import timm
 import torch
 import torchvision
-from mmengine.runner import Runner
-
-from effdet_plugin.converters import (ArchMismatchError, CheckpointReadError,
-                                      convert_efficientnet, detect_format, infer_arch,
-                                      load_pretrained, save_converted)
-from effdet_plugin.models.backbones import EffNet
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
+from mmengine.runner import Runner
+
+from effdet_plugin.converters import (
+    ArchMismatchError,
+    CheckpointReadError,
+    convert_efficientnet,
+    detect_format,
+    infer_arch,
+    load_pretrained,
+    save_converted,
+)
+from effdet_plugin.models.backbones import EffNet
 
 REPO = Path(__file__).resolve().parents[2]
 ALL = tuple(range(EffNet.num_layers))

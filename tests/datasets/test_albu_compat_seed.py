@@ -1,8 +1,8 @@
 """AlbuCompat augments reproducibly: seeded from numpy, like every other mmdet transform."""
 import numpy as np
+from mmdet.registry import TRANSFORMS
 
 import effdet_plugin  # noqa: F401  (registers AlbuCompat)
-from mmdet.registry import TRANSFORMS
 
 
 def _augment(numpy_seed: int) -> np.ndarray:

@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy.random_weights import realistic_random_detector
-from mmdet.registry import MODELS
 
 
 def build_model(config: Path, x: Optional[torch.Tensor] = None, seed: int = 0, **test_cfg):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from mmdet.structures.bbox import bbox_overlaps
 
-from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
 from effdet_plugin.deploy import preprocess
+from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
 from effdet_plugin.deploy.random_weights import realistic_random_detector
 from tools import infer
 

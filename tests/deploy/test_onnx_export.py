@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import Config, ConfigDict
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy import OnnxRuntimeDetector, postprocess, preprocess
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
-from mmdet.structures.bbox import bbox_overlaps
 
 ort = pytest.importorskip('onnxruntime')
 

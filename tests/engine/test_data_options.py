@@ -8,10 +8,17 @@ from mmengine.config import Config
 
 from effdet_plugin.datasets.shapes import SHAPE_CLASSES, write_shapes_coco
 from effdet_plugin.engine.cli import load_config
-from effdet_plugin.engine.data_options import (add_data_args, apply_data_options,
-                                               split_datasets, split_evaluators)
-from effdet_plugin.engine.dataset_check import (DatasetNotFoundError, check_dataset_paths,
-                                                check_evaluator_ann_files)
+from effdet_plugin.engine.data_options import (
+    add_data_args,
+    apply_data_options,
+    split_datasets,
+    split_evaluators,
+)
+from effdet_plugin.engine.dataset_check import (
+    DatasetNotFoundError,
+    check_dataset_paths,
+    check_evaluator_ann_files,
+)
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 DETSEG = 'configs/medical/effdet-lite0-detseg_nuclei.py'

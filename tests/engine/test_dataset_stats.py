@@ -33,8 +33,9 @@ def _cfg(root, *extra):
 
 
 def test_native_jitter_agrees_with_native_test(shapes):
-    import effdet_plugin  # noqa: F401
     from mmdet.utils import register_all_modules
+
+    import effdet_plugin  # noqa: F401
     register_all_modules()
     stats = dataset_stats(_cfg(shapes), ('train', 'test'), samples=4)
     train, test = stats
@@ -53,8 +54,9 @@ def test_native_jitter_agrees_with_native_test(shapes):
 
 def test_fixed_train_scale_on_larger_images_is_flagged(shapes):
     """The case of issue 11: a 256 training resize target on 600-px images, 1x at test."""
-    import effdet_plugin  # noqa: F401
     from mmdet.utils import register_all_modules
+
+    import effdet_plugin  # noqa: F401
     register_all_modules()
     cfg = _cfg(shapes)
     pipeline = cfg.train_dataloader.dataset.pipeline
@@ -67,8 +69,9 @@ def test_fixed_train_scale_on_larger_images_is_flagged(shapes):
 
 
 def test_class_and_images_without_instances_are_flagged(shapes):
-    import effdet_plugin  # noqa: F401
     from mmdet.utils import register_all_modules
+
+    import effdet_plugin  # noqa: F401
     register_all_modules()
     coco = json.loads((shapes / 'annotations' / 'train.json').read_text())
     coco['categories'].append(dict(id=11, name='triangle'))

@@ -1,10 +1,9 @@
 """EMA (mmdet's ExpMomentumEMA through mmengine's EMAHook, as in the EfficientDet configs):
 saved checkpoints carry the EMA weights, and validation runs on them."""
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-
-from mmdet.registry import HOOKS
 
 import effdet_plugin  # noqa: F401  (its checkpoint allow-list lets torch.load read the file)
 

@@ -6,8 +6,14 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from effdet_plugin.converters import (IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD,
-                                      checkpoint_preprocessing, expected_preprocessing)
+from effdet_plugin.converters import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE_MEAN,
+    LITE_STD,
+    checkpoint_preprocessing,
+    expected_preprocessing,
+)
 from effdet_plugin.engine.hooks import PretrainedInputCheckHook, pretrained_input_check_hook
 
 REPO = Path(__file__).resolve().parents[2]

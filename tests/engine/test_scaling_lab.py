@@ -2,18 +2,27 @@
 from pathlib import Path
 
 import pytest
-import torch
 from mmengine.config import Config
 
 from effdet_plugin.engine.experiments import ResultsFile, rescale_schedule
-from effdet_plugin.engine.scaling_lab import (OFFICIAL, ScalePoint, base_det_phi, build_model,
-                                              coefficient_grid, flops_growth, load_config,
-                                              marginal_gains, plan, reference_shape,
-                                              saturation_phi, scale_config, search_points,
-                                              select_candidates, sweep_points)
+from effdet_plugin.engine.scaling_lab import (
+    OFFICIAL,
+    base_det_phi,
+    build_model,
+    coefficient_grid,
+    flops_growth,
+    load_config,
+    marginal_gains,
+    plan,
+    reference_shape,
+    saturation_phi,
+    scale_config,
+    search_points,
+    select_candidates,
+    sweep_points,
+)
 from effdet_plugin.models.backbones import EffNet
-from effdet_plugin.models.utils.scaling import (det_phi, get_det_scale, get_net_scale,
-                                               round_filters)
+from effdet_plugin.models.utils.scaling import det_phi, get_det_scale, get_net_scale, round_filters
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / 'configs/demo/effdet_lite0_nuclei.py')

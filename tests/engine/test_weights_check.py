@@ -7,9 +7,13 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.runner import load_checkpoint
 
-from effdet_plugin.engine.weights_check import (NonFiniteWeightsError, WeightsMismatchError,
-                                                check_state_dict, configure_weights_check,
-                                                non_finite_tensors)
+from effdet_plugin.engine.weights_check import (
+    NonFiniteWeightsError,
+    WeightsMismatchError,
+    check_state_dict,
+    configure_weights_check,
+    non_finite_tensors,
+)
 
 register_all_modules()
 

@@ -5,12 +5,12 @@ from typing import Callable, Optional
 
 import pytest
 import torch
+from mmdet.structures import DetDataSample
 from mmengine.evaluator import Evaluator
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData, PixelData
 
 import effdet_plugin  # noqa: F401  (registers EffDetSemSegMetric)
-from mmdet.structures import DetDataSample
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
+from mmdet.registry import MODELS
 from mmengine.model import revert_sync_batchnorm
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -14,7 +15,6 @@ import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.converters.parity import randomize_bn_stats
 from effdet_plugin.models.backbones import B0_STAGES, EffNet, list_archs
 from effdet_plugin.models.utils import get_net_scale, round_filters, round_repeats
-from mmdet.registry import MODELS
 
 LAYER_STRIDES = (2, 2, 4, 8, 16, 16, 32, 32, 32)
 ALL = tuple(range(EffNet.num_layers))

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from effdet_plugin.converters import convert_efficientnet, save_converted
-from mmdet.registry import MODELS
-from mmdet.testing import demo_mm_inputs
 
 SWAP = Path(__file__).resolve().parents[2] / 'configs' / 'swap'
 CONFIGS = sorted(p.name for p in SWAP.glob('*.py'))

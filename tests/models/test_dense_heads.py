@@ -1,6 +1,7 @@
 """EffDetHead: layers, anchors, losses (checked against effdet), prediction, parameter count."""
 import pytest
 import torch
+from mmdet.registry import MODELS, TASK_UTILS
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
@@ -9,7 +10,6 @@ from effdet_plugin.models.dense_heads import EffDetHead
 from effdet_plugin.models.task_modules import EffDetAnchorGenerator
 from effdet_plugin.models.utils import get_det_scale, topk_candidates
 from effdet_plugin.models.utils.candidates import top_indices
-from mmdet.registry import MODELS, TASK_UTILS
 
 EFFDET_ASPECTS = [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)]
 

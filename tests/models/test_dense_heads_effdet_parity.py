@@ -6,10 +6,10 @@ statistic is randomised so that a mis-mapped key cannot go unnoticed.
 import pytest
 import torch
 import torch.nn as nn
+from mmdet.registry import MODELS
 
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.converters.effdet_converter import convert_effdet_state_dict
-from mmdet.registry import MODELS
 
 effdet = pytest.importorskip('effdet')
 

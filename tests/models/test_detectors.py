@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData, PixelData
 
 import effdet_plugin  # noqa: F401  (registers every component)
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
 
 NUM_CLASSES, SEG_CLASSES, WIDTH = 2, 3, 16
 

@@ -12,15 +12,15 @@ from typing import List, Tuple
 
 import numpy as np
 import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox_overlaps
+from mmdet.utils import register_all_modules
 from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 import effdet_plugin  # noqa: F401  (registers the components)
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.structures.bbox import bbox_overlaps
-from mmdet.utils import register_all_modules
 
 register_all_modules()
 

@@ -1,13 +1,13 @@
 """Fallback from mmcv's CUDA kernels (NMS, sigmoid focal loss) for a CPU-built mmcv."""
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmengine.structures import InstanceData
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.models.dense_heads import EffDetHead, effdet_head
 from effdet_plugin.models.utils import mmcv_fallback
 from effdet_plugin.models.utils.mmcv_fallback import OneHotTargets, needs_mmcv_fallback
-from mmdet.registry import MODELS
 
 
 @pytest.mark.parametrize('cuda,mmcv_cuda,expected', [
@@ -81,9 +81,9 @@ def test_predict_with_nms_on_cuda_equals_cpu():
 @pytest.mark.parametrize('config', ['configs/effdet_b0_coco.py', 'configs/effdet_b3_coco.py'])
 def test_fp16_amp_train_steps_on_cuda(config):
     """Two AMP (fp16) SGD steps of the detector on CUDA, channels-last, finite losses."""
-    from mmengine.config import Config
     from mmdet.structures import DetDataSample
     from mmdet.utils import register_all_modules
+    from mmengine.config import Config
     register_all_modules()
     model = MODELS.build(Config.fromfile(config).model).cuda().train()
     model = model.to(memory_format=torch.channels_last)

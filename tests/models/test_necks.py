@@ -2,12 +2,11 @@
 import pytest
 import torch
 import torch.nn as nn
+from mmdet.registry import MODELS
 
 import effdet_plugin  # noqa: F401  (registers the components)
-from effdet_plugin.models.necks import (EffBiFPN, MaxPool2dSame, WeightedFusion,
-                                        bifpn_topology)
+from effdet_plugin.models.necks import EffBiFPN, MaxPool2dSame, WeightedFusion, bifpn_topology
 from effdet_plugin.models.utils import get_det_scale
-from mmdet.registry import MODELS
 
 B0_CHANNELS = [40, 112, 320]
 B7_CHANNELS = [80, 224, 640]

@@ -4,11 +4,11 @@ from typing import Tuple
 import pytest
 import torch
 import torch.nn.functional as F
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
 from mmengine.structures import PixelData
 
 import effdet_plugin  # noqa: F401  (registers EffDetSegHead)
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
 
 STRIDES = (8, 16, 32, 64, 128)  # what a P3-P7 BiFPN returns
 

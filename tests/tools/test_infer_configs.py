@@ -28,10 +28,11 @@ def _params():
 
 def random_checkpoint(config: str, path: Path) -> Path:
     """Save the randomly initialised weights of ``config``'s model (no download)."""
-    import effdet_plugin  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
+
+    import effdet_plugin  # noqa: F401
     register_all_modules()
     cfg = Config.fromfile(str(REPO / config))
     cfg.model.backbone.pop('init_cfg', None)
@@ -87,8 +88,9 @@ def _infer_without_boxes(tmp_path, config, ckpt, image, *extra):
 
 def test_medical_config_uses_its_loader_window(medical_ckpt, tmp_path, monkeypatch):
     """A 'fixed' window in the config is the one applied, not a per-image min/max."""
-    from effdet_plugin.datasets.transforms import LoadMedicalImageFromFile
     from mmengine.config import Config
+
+    from effdet_plugin.datasets.transforms import LoadMedicalImageFromFile
     monkeypatch.chdir(REPO)
     cfg = Config.fromfile(MEDICAL)
     cfg.test_dataloader.dataset.pipeline[0] = dict(

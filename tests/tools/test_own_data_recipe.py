@@ -40,10 +40,10 @@ def _val_images(root: Path):
 
 
 def test_test_and_infer_follow_the_data_options(tmp_path):
-    import effdet_plugin  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
+    import effdet_plugin  # noqa: F401
     from effdet_plugin.engine.cli import load_config
     from effdet_plugin.engine.data_options import add_data_args
     register_all_modules()

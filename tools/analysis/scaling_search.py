@@ -26,9 +26,17 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from effdet_plugin.engine.experiments import format_markdown, summarise
-from effdet_plugin.engine.scaling_lab import (OFFICIAL, coefficient_grid, count_or_run,
-                                              flops_growth, load_config, plot_ap,
-                                              search_points, select_candidates, study_parser)
+from effdet_plugin.engine.scaling_lab import (
+    OFFICIAL,
+    coefficient_grid,
+    count_or_run,
+    flops_growth,
+    load_config,
+    plot_ap,
+    search_points,
+    select_candidates,
+    study_parser,
+)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

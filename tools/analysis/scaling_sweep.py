@@ -30,9 +30,17 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from effdet_plugin.engine.experiments import format_markdown, summarise
-from effdet_plugin.engine.scaling_lab import (DIMS, base_det_phi, count_or_run, load_config,
-                                              marginal_gains, plot_ap, saturation_phi,
-                                              study_parser, sweep_points)
+from effdet_plugin.engine.scaling_lab import (
+    DIMS,
+    base_det_phi,
+    count_or_run,
+    load_config,
+    marginal_gains,
+    plot_ap,
+    saturation_phi,
+    study_parser,
+    sweep_points,
+)
 from effdet_plugin.models.utils.scaling import ALPHA, BETA, GAMMA
 
 

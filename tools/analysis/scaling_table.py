@@ -19,8 +19,14 @@ import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
 
 from effdet_plugin.models.backbones import EffNet
-from effdet_plugin.models.utils.scaling import (ALPHA, BASE_RESOLUTION, BETA, GAMMA,
-                                               get_net_scale, scaling_multipliers)
+from effdet_plugin.models.utils.scaling import (
+    ALPHA,
+    BASE_RESOLUTION,
+    BETA,
+    GAMMA,
+    get_net_scale,
+    scaling_multipliers,
+)
 
 DEFAULT_ARCHS = tuple(f'b{i}' for i in range(8))
 DEFAULT_PHIS = tuple(range(8))

@@ -51,8 +51,7 @@ from mmengine.hooks import Hook
 
 from effdet_plugin.engine.cli import load_config
 from effdet_plugin.engine.data_options import add_data_args
-from effdet_plugin.engine.experiments import (ProgressHook, ResultsFile, rescale_schedule,
-                                              tqdm_bar)
+from effdet_plugin.engine.experiments import ProgressHook, ResultsFile, rescale_schedule, tqdm_bar
 
 MODES = ('imagenet', 'scratch', 'frozen', 'coco')
 INITS = dict(imagenet='ImageNet backbone', scratch='random init', frozen='ImageNet backbone',

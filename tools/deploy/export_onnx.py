@@ -54,9 +54,10 @@ def default_shape(cfg, divisor: int) -> Optional[Tuple[int, int]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import effdet_plugin  # noqa: F401  (registers our components)
     from mmdet.apis import init_detector
     from mmengine.config import Config
+
+    import effdet_plugin  # noqa: F401  (registers our components)
     from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
 
     cfg = Config.fromfile(args.config)

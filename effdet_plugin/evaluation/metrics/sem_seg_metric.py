@@ -4,7 +4,6 @@ from collections import OrderedDict
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-
 from mmdet.evaluation import SemSegMetric
 from mmdet.registry import METRICS
 

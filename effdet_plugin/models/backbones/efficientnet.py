@@ -8,14 +8,19 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule
+from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..layers import MBConv, resolve_padding, same_padding_conv_cfg
-from ..utils.scaling import (EFFICIENTNET_SCALES, NetScale, get_net_scale, round_filters,
-                             round_repeats)
+from ..utils.scaling import (
+    EFFICIENTNET_SCALES,
+    NetScale,
+    get_net_scale,
+    round_filters,
+    round_repeats,
+)
 
 
 @dataclass(frozen=True)

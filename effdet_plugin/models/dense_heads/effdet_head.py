@@ -5,19 +5,19 @@ from typing import List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmdet.models.dense_heads import AnchorHead
+from mmdet.models.utils import multi_apply
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import cat_boxes
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmdet.models.dense_heads import AnchorHead
-from mmdet.models.utils import multi_apply
-from mmdet.structures.bbox import cat_boxes
-from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..necks.bifpn_layers import SeparableConvModule
 from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the generator)
-from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
 from ..utils.candidates import topk_candidates
+from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
 from ..utils.mmcv_fallback import OneHotTargets, log_fallback, needs_mmcv_fallback
 from ..utils.scaling import get_det_scale
 

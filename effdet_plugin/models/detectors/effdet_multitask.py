@@ -1,14 +1,13 @@
 """EfficientDet with an optional detection head and an optional semantic segmentation head."""
 from typing import Dict, Tuple
 
-from mmengine.structures import PixelData
-from torch import Tensor
-
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.structures import PixelData
+from torch import Tensor
 
 
 @MODELS.register_module()

@@ -6,10 +6,10 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
+from mmdet.utils import ConfigType, OptConfigType
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdet.utils import ConfigType, OptConfigType
 from .padding import resolve_padding
 
 

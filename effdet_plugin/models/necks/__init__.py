@@ -1,6 +1,5 @@
 from .bifpn import BiFPNCell, EffBiFPN, FusionNodeSpec, bifpn_topology
-from .bifpn_layers import (LevelResample, MaxPool2dSame, SeparableConvModule,
-                           WeightedFusion)
+from .bifpn_layers import LevelResample, MaxPool2dSame, SeparableConvModule, WeightedFusion
 
 __all__ = [
     'BiFPNCell', 'EffBiFPN', 'FusionNodeSpec', 'bifpn_topology', 'LevelResample',

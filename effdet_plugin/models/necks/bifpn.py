@@ -3,11 +3,11 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
+from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdet.registry import MODELS
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..utils.scaling import get_det_scale
 from .bifpn_layers import LevelResample, SeparableConvModule, WeightedFusion
 

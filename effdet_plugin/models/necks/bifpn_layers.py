@@ -11,9 +11,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+from mmdet.utils import OptConfigType
 from torch import Tensor
 
-from mmdet.utils import OptConfigType
 from ..layers.padding import resolve_padding
 
 FUSION_MODES = ('fast', 'softmax', 'sum')

@@ -14,12 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
-from torch import Tensor
-
 from mmdet.models.seg_heads.base_semantic_head import BaseSemanticHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from torch import Tensor
+
 from ..utils.scaling import get_det_scale
 
 

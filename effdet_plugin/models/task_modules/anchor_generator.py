@@ -2,10 +2,9 @@
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-from torch import Tensor
-
 from mmdet.models.task_modules.prior_generators import AnchorGenerator
 from mmdet.registry import TASK_UTILS
+from torch import Tensor
 
 # Official EfficientDet aspects as (width, height) multipliers. They are not the
 # sqrt(2)-based pairs that mmdet's ratios (0.5, 1, 2) give: 1.4 vs 1.414 is a 1% change.

@@ -1,7 +1,6 @@
 """Candidate selection for dense heads: partial top-k instead of mmdet's full sort."""
 from typing import Tuple
 
-import torch
 from torch import Tensor
 
 # A pre-filter pays off when the scores outnumber the candidates by this much.

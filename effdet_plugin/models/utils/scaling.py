@@ -6,7 +6,7 @@ resolution) asks this module; no other file retypes a multiplier.
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Tuple, Union
 
 # Paper's compound-scaling bases: depth alpha^phi, width beta^phi, resolution gamma^phi.
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
