@@ -7,6 +7,7 @@ the head reads the neck's levels at the neck's width and strides, inputs are pad
 import glob
 from pathlib import Path
 
+import effdet
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -92,7 +93,6 @@ def test_d0_with_90_classes_equals_effdet():
     cfg.model.bbox_head.num_classes = 90
     ours = sum(p.numel() for p in build(cfg).parameters())
     assert ours == 3_880_067
-    effdet = pytest.importorskip('effdet')
     ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False)
     assert ours == sum(p.numel() for p in ref.parameters())
 

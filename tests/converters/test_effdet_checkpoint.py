@@ -8,6 +8,7 @@ import copy
 import logging
 from pathlib import Path
 
+import effdet
 import pytest
 import torch
 import torch.nn as nn
@@ -27,7 +28,6 @@ from effdet_plugin.converters.effdet_checkpoint import (
 from effdet_plugin.converters.parity import realistic_effdet_predictions
 from effdet_plugin.models.utils import checkpoint_classes
 
-effdet = pytest.importorskip('effdet')
 register_all_modules()
 
 REPO = Path(__file__).resolve().parents[2]

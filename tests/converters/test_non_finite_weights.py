@@ -1,6 +1,7 @@
 """The converters refuse weights holding NaN/inf, naming the tensors, and write nothing."""
-import pytest
+import effdet
 import torch
+import torchvision
 
 from tools import convert_effdet_weights, convert_weights
 
@@ -13,7 +14,6 @@ def _poison(state_dict: dict, key: str, value: float) -> dict:
 
 
 def test_convert_weights_refuses_nan(tmp_path, capsys):
-    torchvision = pytest.importorskip('torchvision')
     state = torchvision.models.efficientnet_b0().state_dict()
     src, dst = tmp_path / 'b0_nan.pth', tmp_path / 'out' / 'b0.pth'
     torch.save(_poison(state, 'features.1.0.block.0.0.weight', float('nan')), src)
@@ -25,7 +25,6 @@ def test_convert_weights_refuses_nan(tmp_path, capsys):
 
 
 def test_convert_effdet_weights_refuses_inf(tmp_path, capsys):
-    effdet = pytest.importorskip('effdet')
     model = effdet.create_model('tf_efficientdet_lite0', pretrained=False,
                                 pretrained_backbone=False)
     src = tmp_path / 'tf_efficientdet_lite0_inf.pth'

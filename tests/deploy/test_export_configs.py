@@ -3,11 +3,11 @@ the export CLI; segmentation configs export ``seg_logits``."""
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from tools.deploy import export_onnx as export_tool
 
-ort = pytest.importorskip('onnxruntime')
 REPO = Path(__file__).resolve().parents[2]
 # export + run takes ~8 s for the small ones on an idle 2-core machine, up to minutes for D7x
 FAST = ['effdet_b0_coco', 'effdet_b1_coco', 'effdet_lite0_coco', 'effdet_lite1_coco']

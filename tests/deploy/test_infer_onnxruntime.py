@@ -13,7 +13,6 @@ from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
 from effdet_plugin.deploy.random_weights import realistic_random_detector
 from tools import infer
 
-pytest.importorskip('onnxruntime')
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
 
 

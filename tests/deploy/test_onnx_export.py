@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from mmdet.structures.bbox import bbox_overlaps
@@ -17,8 +18,6 @@ from mmengine.config import Config, ConfigDict
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy import OnnxRuntimeDetector, postprocess, preprocess
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
-
-ort = pytest.importorskip('onnxruntime')
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / 'configs/demo/effdet_lite0_nuclei.py'

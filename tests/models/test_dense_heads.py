@@ -1,6 +1,9 @@
 """EffDetHead: layers, anchors, losses (checked against effdet), prediction, parameter count."""
+import effdet
 import pytest
 import torch
+from effdet import anchors as anchors_mod
+from effdet import loss as loss_mod
 from mmdet.registry import MODELS, TASK_UTILS
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
@@ -82,7 +85,6 @@ def test_init_prior_probability():
 @pytest.mark.parametrize('size,anchor_scale,max_level', [((256, 384), 4.0, 7),
                                                          ((256, 512), 5.0, 8)])
 def test_anchors_match_effdet(size, anchor_scale, max_level):
-    anchors_mod = pytest.importorskip('effdet.anchors')
     strides = [2**level for level in range(3, max_level + 1)]
     gen = TASK_UTILS.build(dict(type='EffDetAnchorGenerator', strides=strides,
                                 octave_base_scale=anchor_scale))
@@ -131,8 +133,6 @@ def test_loss_equals_effdet_loss_fn():
     Also checks our MaxIoUAssigner settings reproduce effdet's ArgMaxMatcher, the box coder
     (no target scaling) and the ``num_pos + 1`` normaliser.
     """
-    anchors_mod = pytest.importorskip('effdet.anchors')
-    loss_mod = pytest.importorskip('effdet.loss')
     height, width, num_classes = 128, 256, 5
     head = EffDetHead(num_classes=num_classes, arch='d0')
     cls, reg = _outputs(head, height, width)
@@ -258,7 +258,6 @@ def test_image_scope_keeps_the_best_candidates_of_all_levels():
 
 
 def test_d0_param_count_matches_effdet():
-    effdet = pytest.importorskip('effdet')
     ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False)
     head = EffDetHead(num_classes=ref.config.num_classes, arch='d0')
     neck = MODELS.build(dict(type='EffBiFPN', in_channels=[40, 112, 320], arch='d0'))

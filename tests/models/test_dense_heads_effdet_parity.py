@@ -3,6 +3,7 @@
 effdet models are random (``pretrained=False``); every weight, norm affine and running
 statistic is randomised so that a mis-mapped key cannot go unnoticed.
 """
+import effdet
 import pytest
 import torch
 import torch.nn as nn
@@ -10,8 +11,6 @@ from mmdet.registry import MODELS
 
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.converters.effdet_converter import convert_effdet_state_dict
-
-effdet = pytest.importorskip('effdet')
 
 TOL = 1e-4
 

@@ -1,8 +1,11 @@
 """EffBiFPN: topology, shapes for several variants, fusion modes, padding, parameter count."""
+import effdet
 import pytest
 import torch
 import torch.nn as nn
+from effdet.config import fpn_config
 from mmdet.registry import MODELS
+from timm import layers as timm_layers
 
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.models.necks import EffBiFPN, MaxPool2dSame, WeightedFusion, bifpn_topology
@@ -20,7 +23,6 @@ def _feats(channels, height, width, batch=2, strides=(8, 16, 32)):
 
 @pytest.mark.parametrize('num_levels', [3, 4, 5, 6, 7])
 def test_topology_matches_effdet(num_levels):
-    fpn_config = pytest.importorskip('effdet.config.fpn_config')
     ref = fpn_config.bifpn_config(min_level=3, max_level=3 + num_levels - 1).nodes
     ours = bifpn_topology(num_levels)
     assert [(n.level + 3, list(n.inputs)) for n in ours] == \
@@ -104,7 +106,6 @@ def test_weighted_fusion_math():
 
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (1, 2)])
 def test_same_max_pool_matches_timm(size):
-    timm_layers = pytest.importorskip('timm.layers')
     x = torch.randn(2, 3, *size)
     ref = timm_layers.create_pool2d('max', kernel_size=3, stride=2, padding='same')(x)
     assert torch.equal(MaxPool2dSame(3, 2)(x), ref)
@@ -145,7 +146,6 @@ def test_input_count_checked():
 
 
 def test_d0_param_count_matches_effdet():
-    effdet = pytest.importorskip('effdet')
     ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False)
     neck = EffBiFPN(ref.backbone.feature_info.channels(), arch='d0')
     count = sum(p.numel() for p in neck.parameters())
