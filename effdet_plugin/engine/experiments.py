@@ -10,7 +10,7 @@ import json
 import os
 import os.path as osp
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.analysis import FlopAnalyzer
@@ -122,6 +122,31 @@ def measure(model: torch.nn.Module, shape: Sequence[int], latency_time: float = 
     return result
 
 
+def time_interleaved(models: Dict[object, Tuple[torch.nn.Module, Sequence[int]]],
+                     rounds: int = 5, round_time: float = 0.3) -> Dict[object, float]:
+    """Median latency (ms) of each model's batch-1 forward on a zero ``(H, W)`` image, timed
+    in ``rounds`` interleaved rounds (every model once per round, ``round_time`` seconds
+    each), so that a slow spell of the machine touches all models alike rather than one."""
+    import statistics
+
+    from torch.utils import benchmark
+
+    timers = {}
+    with torch.inference_mode():
+        for key, (model, shape) in models.items():
+            inputs = torch.zeros(1, 3, *shape)
+            model.eval()
+            for _ in range(2):  # warm-up: allocator and first-call costs
+                model(inputs)
+            timers[key] = benchmark.Timer(stmt='model(inputs)',
+                                          globals=dict(model=model, inputs=inputs))
+        samples: Dict[object, List[float]] = {key: [] for key in models}
+        for _ in range(rounds):
+            for key, timer in timers.items():
+                samples[key].append(timer.blocked_autorange(min_run_time=round_time).median)
+    return {key: 1e3 * statistics.median(times) for key, times in samples.items()}
+
+
 class ResultsFile:
     """A CSV of finished runs that a rerun continues: a run is done once its row is written.
 
@@ -170,6 +195,18 @@ class ResultsFile:
     def append(self, row: Dict[str, object]) -> None:
         """Add a finished run; the whole file is rewritten (new columns allowed), atomically."""
         self.rows.append({k: '' if v is None else str(v) for k, v in row.items()})
+        self._write()
+
+    def update(self, column: str, value_of: Callable[[Dict[str, str]], object]) -> None:
+        """Set ``column`` of every row to ``value_of(row)`` (rows where it returns None keep
+        theirs); the file is rewritten atomically."""
+        for row in self.rows:
+            value = value_of(row)
+            if value is not None:
+                row[column] = str(value)
+        self._write()
+
+    def _write(self) -> None:
         columns: List[str] = []
         for r in self.rows:
             columns += [c for c in r if c not in columns]

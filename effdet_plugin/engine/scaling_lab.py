@@ -45,6 +45,7 @@ from .experiments import (
     numeric_rows,
     rescale_schedule,
     run_config,
+    time_interleaved,
     tqdm_bar,
 )
 
@@ -378,6 +379,10 @@ def study_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument('--metric', default='coco/bbox_mAP', help='the accuracy compared')
     parser.add_argument('--latency-time', type=float, default=1.0,
                         help='seconds of timing per model (median latency; 0 skips it)')
+    parser.add_argument('--retime', action='store_true',
+                        help='train nothing: time every model already in the CSV again, in '
+                        'interleaved rounds, and rewrite its latency (run it on an idle '
+                        'machine; latencies taken while training shared the CPU are noisy)')
     parser.add_argument('--dry-run', action='store_true',
                         help='build and count every model (formula vs counted FLOPs growth); '
                         'train nothing')
@@ -517,8 +522,34 @@ def count_or_run(args: argparse.Namespace, cfg: Config, points: Sequence[ScalePo
     rescale_schedule(cfg, args.iters or cfg.train_cfg.max_iters)
     settings.update(config=osp.abspath(args.config), iters=int(cfg.train_cfg.max_iters),
                     metric=args.metric, shape=args.shape, cfg_options=args.cfg_options)
-    return run_study(cfg, plan(cfg, points, args.shape), args.out, csv_name, settings,
+    runs = plan(cfg, points, args.shape)
+    if args.retime:
+        return retime_study(runs, args.out, csv_name, settings)
+    return run_study(cfg, runs, args.out, csv_name, settings,
                      args.seeds, args.metric, args.latency_time, quiet=not args.verbose)
+
+
+def retime_study(runs: Sequence[PlannedRun], out_dir: str, csv_name: str, settings: dict,
+                 rounds: int = 5) -> List[Dict[str, object]]:
+    """Rewrite ``latency_ms`` of every finished run in ``out_dir/csv_name`` with one
+    interleaved timing of all their models (:func:`time_interleaved`; latency depends on the
+    architecture only, so the models are built afresh). Returns the planned runs' rows."""
+    results = ResultsFile(out_dir, csv_name, ('name', 'seed'), settings)
+    done = {r['name'] for r in results.rows}
+    missing = [run.point.name for run in runs if run.point.name not in done]
+    if missing:
+        raise ValueError(f'--retime: {", ".join(missing)} not trained yet in {results.path}; '
+                         'run the same command without --retime first')
+    models = {}
+    for run in runs:
+        models.setdefault(same_model(run.point), (build_model(run.cfg), run.shape))
+    print(f'timing {len(models)} models, {rounds} interleaved rounds ...')
+    latency = time_interleaved(models, rounds=rounds)
+    by_name = {run.point.name: round(latency[same_model(run.point)], 2) for run in runs}
+    results.update('latency_ms', lambda row: by_name.get(row['name']))
+    order = {run.point.name: i for i, run in enumerate(runs)}
+    rows = [r for r in numeric_rows(results.rows) if r['name'] in order]
+    return sorted(rows, key=lambda r: (order[r['name']], r['seed']))
 
 
 def plot_ap(summary: Sequence[Dict[str, object]], x: str, out: str, title: str,

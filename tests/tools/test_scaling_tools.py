@@ -117,3 +117,15 @@ def test_sweep_writes_csv_plots_gains_and_resumes(tiny_config, tmp_path, capsys,
     assert '2 of 3 runs already in' in capsys.readouterr().out
     with pytest.raises(ValueError, match='other settings \\(iters'):
         scaling_sweep.main([tiny_config, '--phis', '0', '--iters', '3', '--out', str(out_dir)])
+
+    # --retime: no training, every finished model timed again in one interleaved pass
+    trained.clear()
+    before = {r['name']: r['latency_ms'] for r in read_csv(out_dir / 'sweep.csv')}
+    scaling_sweep.main(args + ['--retime'])
+    assert trained == []
+    after = {r['name']: r['latency_ms'] for r in read_csv(out_dir / 'sweep.csv')}
+    assert set(after) == set(before) and after != before and all(float(v) > 0 for v in
+                                                                  after.values())
+    assert after['width_phi0'] == after['compound_phi0']  # one model, timed once
+    with pytest.raises(ValueError, match='width_phi2 not trained yet'):
+        scaling_sweep.main([*args[:3], '2', *args[4:], '--retime'])
