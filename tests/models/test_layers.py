@@ -1,9 +1,14 @@
-"""Padding resolution: static padding only where it equals TF 'SAME'."""
+"""Padding resolution (static padding only where it equals TF 'SAME'); the separable conv
+shared by the BiFPN, the detection head and the segmentation head."""
 import pytest
 import torch
 from mmcv.cnn import build_conv_layer
 
-from effdet_plugin.models.layers import resolve_padding, same_padding_conv_cfg
+from effdet_plugin.models.layers import (
+    SeparableConvModule,
+    resolve_padding,
+    same_padding_conv_cfg,
+)
 
 TF_SAME = same_padding_conv_cfg(None, 'tf_same')
 
@@ -26,3 +31,15 @@ def test_strided_and_even_kernels_stay_adaptive():
     assert resolve_padding(None, 5, stride=2) == (None, 2)
     with pytest.raises(ValueError, match="'symmetric' or 'tf_same'"):
         same_padding_conv_cfg(None, 'same')
+
+
+@pytest.mark.parametrize('conv_cfg', [None, TF_SAME])
+def test_separable_conv_bias_only_on_pointwise(conv_cfg):
+    conv = SeparableConvModule(4, 6, 3, bias=True, conv_cfg=conv_cfg,
+                               norm_cfg=dict(type='BN'), act_cfg=dict(type='SiLU'))
+    # the key names the effdet converter maps onto; no depthwise bias (official layout)
+    assert sorted(k for k in conv.state_dict() if 'bn' not in k) == [
+        'depthwise_conv.conv.weight', 'pointwise_conv.conv.bias', 'pointwise_conv.conv.weight']
+    assert conv(torch.randn(2, 4, 7, 10)).shape == (2, 6, 7, 10)
+    no_norm_bias = SeparableConvModule(4, 6, norm_cfg=dict(type='BN'))
+    assert no_norm_bias.pointwise_conv.conv.bias is None  # 'auto': the norm carries it

@@ -9,6 +9,7 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import PixelData
 
 import effdet_plugin  # noqa: F401  (registers EffDetSegHead)
+from effdet_plugin.models.layers import SeparableConvModule
 
 STRIDES = (8, 16, 32, 64, 128)  # what a P3-P7 BiFPN returns
 
@@ -56,6 +57,13 @@ def test_output_stride(out_stride, in_levels):
     assert out['seg_preds'].shape == (2, 2, 64 // out_stride, 96 // out_stride)
     assert out['feats'].shape[:2] == (2, 16)
     assert len(head.upsamples) == {4: 1, 8: 0}[out_stride]
+
+
+def test_separable_convs_are_the_shared_layer_and_honour_tf_same_padding():
+    head = build_head(conv_cfg=dict(type='Conv2dAdaptivePadding'))
+    assert all(isinstance(conv, SeparableConvModule) for conv in head.convs)
+    x = neck_like(torch.rand(1, 3, 72, 40))
+    assert head(x)['feats'].shape[-2:] == (2 * 9, 2 * 5)  # P3 size, upsampled once
 
 
 def test_out_stride_2_from_p3_adds_two_upsamples():

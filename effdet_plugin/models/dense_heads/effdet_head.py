@@ -14,7 +14,7 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..necks.bifpn_layers import SeparableConvModule
+from ..layers import SeparableConvModule
 from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the generator)
 from ..utils.candidates import topk_candidates
 from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg

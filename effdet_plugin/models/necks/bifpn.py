@@ -8,8 +8,9 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from ..layers import SeparableConvModule
 from ..utils.scaling import get_det_scale
-from .bifpn_layers import LevelResample, SeparableConvModule, WeightedFusion
+from .bifpn_layers import LevelResample, WeightedFusion
 
 
 class FusionNodeSpec(NamedTuple):

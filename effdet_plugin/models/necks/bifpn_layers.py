@@ -1,20 +1,18 @@
-"""Building blocks of the BiFPN: edge fusion, level resampling and separable convs.
+"""Building blocks of the BiFPN: edge fusion and level resampling.
 
-They are shared by :class:`EffBiFPN` and :class:`EffDetHead`; module attribute names are kept
-stable because the effdet weight converter maps onto them.
+Module attribute names are kept stable because the effdet weight converter maps onto them.
+The separable convs, shared with the heads, are in :mod:`..layers.separable_conv`.
 """
 import math
-import warnings
 from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn import ConvModule
 from mmdet.utils import OptConfigType
 from torch import Tensor
 
-from ..layers.padding import resolve_padding
+from ..layers import pointwise_conv
 
 FUSION_MODES = ('fast', 'softmax', 'sum')
 
@@ -84,16 +82,6 @@ class MaxPool2dSame(nn.Module):
         return f'kernel_size={self.kernel_size}, stride={self.stride}'
 
 
-def conv_module(*args, **kwargs) -> ConvModule:
-    """``ConvModule`` without mmcv's warning about a bias before a norm.
-
-    The official TF model has those biases (``redundant_bias``); asking for them is deliberate.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='Unnecessary conv bias')
-        return ConvModule(*args, **kwargs)
-
-
 def build_downsample(pool_padding: str = 'same') -> nn.Module:
     """3x3 stride-2 max pooling; ``pool_padding`` is ``'same'`` (TF) or ``'symmetric'``."""
     if pool_padding == 'same':
@@ -101,57 +89,6 @@ def build_downsample(pool_padding: str = 'same') -> nn.Module:
     if pool_padding == 'symmetric':
         return nn.MaxPool2d(3, 2, padding=1)
     raise ValueError(f"pool_padding must be 'same' or 'symmetric', got {pool_padding!r}")
-
-
-class SeparableConvModule(nn.Module):
-    """Depthwise conv (no bias) followed by a pointwise ConvModule (optional bias/norm/act).
-
-    mmcv's ``DepthwiseSeparableConvModule`` shares one ``bias`` switch between both convs;
-    the official EfficientDet has a bias only on the pointwise conv, which this module
-    reproduces so that parameter counts and converted weights match.
-
-    Args:
-        in_channels (int): Input channels.
-        out_channels (int): Output channels.
-        kernel_size (int): Depthwise kernel size. Defaults to 3.
-        bias (bool | str): Bias of the pointwise conv; ``'auto'`` means no bias when a norm
-            follows. Defaults to ``'auto'``.
-        conv_cfg (dict, optional): Conv layer config. Defaults to None.
-        norm_cfg (dict, optional): Norm after the pointwise conv. Defaults to None.
-        act_cfg (dict, optional): Activation after the norm. Defaults to None.
-    """
-
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 kernel_size: int = 3,
-                 bias='auto',
-                 conv_cfg: OptConfigType = None,
-                 norm_cfg: OptConfigType = None,
-                 act_cfg: OptConfigType = None) -> None:
-        super().__init__()
-        depthwise_cfg, padding = resolve_padding(conv_cfg, kernel_size)
-        self.depthwise_conv = ConvModule(
-            in_channels,
-            in_channels,
-            kernel_size,
-            padding=padding,
-            groups=in_channels,
-            bias=False,
-            conv_cfg=depthwise_cfg,
-            norm_cfg=None,
-            act_cfg=None)
-        self.pointwise_conv = conv_module(
-            in_channels,
-            out_channels,
-            1,
-            bias=bias,
-            conv_cfg=resolve_padding(conv_cfg, 1)[0],
-            norm_cfg=norm_cfg,
-            act_cfg=act_cfg)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.pointwise_conv(self.depthwise_conv(x))
 
 
 class LevelResample(nn.Module):
@@ -171,26 +108,14 @@ class LevelResample(nn.Module):
         pool_padding (str): ``'same'`` (TF) or ``'symmetric'``. Defaults to ``'same'``.
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 level_diff: int = 0,
-                 bias='auto',
-                 conv_cfg: OptConfigType = None,
-                 norm_cfg: OptConfigType = None,
+    def __init__(self, in_channels: int, out_channels: int, level_diff: int = 0, bias='auto',
+                 conv_cfg: OptConfigType = None, norm_cfg: OptConfigType = None,
                  pool_padding: str = 'same') -> None:
         super().__init__()
         self.level_diff = level_diff
         self.conv = None
         if in_channels != out_channels:
-            self.conv = conv_module(
-                in_channels,
-                out_channels,
-                1,
-                bias=bias,
-                conv_cfg=conv_cfg,
-                norm_cfg=norm_cfg,
-                act_cfg=None)
+            self.conv = pointwise_conv(in_channels, out_channels, bias, conv_cfg, norm_cfg)
         self.pool = nn.Sequential(*[build_downsample(pool_padding) for _ in range(level_diff)])
 
     def forward(self, x: Tensor, size: Optional[Sequence[int]] = None) -> Tensor:

@@ -13,13 +13,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
+from mmcv.cnn import ConvModule
 from mmdet.models.seg_heads.base_semantic_head import BaseSemanticHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
+from ..layers import SeparableConvModule
 from ..utils.scaling import get_det_scale
 
 
@@ -29,8 +30,9 @@ class EffDetSegHead(BaseSemanticHead):
 
     ``in_levels`` picks neck outputs (indices into the neck's tuple, finest first); coarser
     ones are bilinearly upsampled to the finest and concatenated. ``num_convs`` separable
-    3x3 convs (depthwise, then pointwise + norm + activation, as in the EfficientDet heads)
-    refine the merged map; transposed convs (kernel 4, stride 2) then double the resolution
+    3x3 convs (depthwise, then pointwise + norm + activation: the
+    :class:`~effdet_plugin.models.layers.SeparableConvModule` of the BiFPN and the detection
+    head) refine the merged map; transposed convs (kernel 4, stride 2) then double the resolution
     until ``out_stride`` is reached, where a 1x1 conv gives per-pixel class logits.
 
     Ground truth is read from ``data_sample.gt_sem_seg.sem_seg`` (``(1, H, W)``, what
@@ -57,7 +59,8 @@ class EffDetSegHead(BaseSemanticHead):
         ignore_index (int): Label of pixels without ground truth (and of batch padding).
             Also written into ``pred_sem_seg`` metainfo, so that ``SemSegMetric`` skips the
             same pixels. Defaults to 255.
-        conv_cfg (dict, optional): Config of the 3x3 convs. Defaults to None (Conv2d).
+        conv_cfg (dict, optional): Config of the separable convs; TF "same" padding
+            (``Conv2dAdaptivePadding``) or None (symmetric). Defaults to None.
         norm_cfg (dict): Norm config. Defaults to BN with TF's eps 1e-3 and momentum 0.01.
         act_cfg (dict): Activation config. Defaults to SiLU (Swish).
         loss_seg (dict): Loss on logits resized to the input; its ``loss_weight`` is the
@@ -120,11 +123,9 @@ class EffDetSegHead(BaseSemanticHead):
         channels = in_channels * len(in_levels)
         convs = []
         for _ in range(num_convs):
-            # Depthwise conv without norm/act, then pointwise + norm + act, as in EfficientDet.
             convs.append(
-                DepthwiseSeparableConvModule(
-                    channels, feat_channels, 3, padding=1, conv_cfg=conv_cfg,
-                    norm_cfg=norm_cfg, act_cfg=act_cfg, dw_norm_cfg=None, dw_act_cfg=None))
+                SeparableConvModule(channels, feat_channels, 3, conv_cfg=conv_cfg,
+                                    norm_cfg=norm_cfg, act_cfg=act_cfg))
             channels = feat_channels
         self.convs = nn.Sequential(*convs)
         upsamples = []
