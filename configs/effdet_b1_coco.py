@@ -1,13 +1,5 @@
 _base_ = './_base_/effdet_coco.py'
-# EfficientDet-D1: EfficientNet-B1 backbone, BiFPN 88 ch x 4, head 3 layers, 640 input.
-image_size = 640
-model = dict(
-    backbone=dict(arch='b1'),
-    neck=dict(in_channels=[40, 112, 320], arch='d1'),
-    bbox_head=dict(arch='d1'))
-train_pipeline = _base_.train_pipeline
-train_pipeline[2].scale = train_pipeline[3].crop_size = (image_size, image_size)
-test_pipeline = _base_.test_pipeline
-test_pipeline[1].scale = (image_size, image_size)
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# EfficientDet-D1: EfficientNet-B1 backbone.
+from effdet_plugin.engine.variant_config import effdet_variant  # after _base_: not lazy
+
+globals().update(effdet_variant('d1', _base_))

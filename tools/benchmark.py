@@ -7,7 +7,7 @@ after warm-up, and reports the median over repeats; throughput is batch size / m
 
 Examples::
 
-    python tools/benchmark.py configs/effdet/effdet_d0_coco.py --shape 512 512
+    python tools/benchmark.py configs/effdet_b0_coco.py --shape 512 512
     python tools/benchmark.py CONFIG --device cuda --amp --batch-size 8 --repeats 100
 """
 import argparse
