@@ -4,7 +4,8 @@ Writes one visualization per image (boxes, masks, semantic maps, scores, class n
 JSON file with all detections (semantic heads: pixels per class in semantic_pixels.json).
 
 Images are read with the plugin's ``LoadMedicalImageFromFile``: with the config's own loader
-settings (its ``window``; ``--window`` sets it) when the config uses it, else 8-bit files as
+settings when the config uses it (``--window`` changes the mode only: a 'fixed' window keeps
+the config's ``value_range`` and stops with an error when it has none), else 8-bit files as
 they are and 16-bit / DICOM files through a 'percentile' window. The rest of the config's
 test pipeline follows unchanged.
 A file that cannot be read is skipped with a warning naming it; the others are processed and
@@ -32,6 +33,7 @@ MEDICAL_LOADER = 'LoadMedicalImageFromFile'
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     from effdet_plugin.engine.data_options import add_data_args
+    from effdet_plugin.engine.memory_format import add_memory_format_arg
 
     parser = argparse.ArgumentParser(
         description='Detect objects in images with effdet_plugin',
@@ -49,6 +51,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='onnxruntime runs --onnx (tools/deploy/export_onnx.py) instead of '
                         'the checkpoint')
     parser.add_argument('--onnx', help='the exported .onnx file of --backend onnxruntime')
+    add_memory_format_arg(parser)
     add_data_args(parser)
     return parser.parse_args(argv)
 
@@ -141,6 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     import effdet_plugin  # noqa: F401  (registers our components)
     from effdet_plugin.engine.data_options import apply_data_options
+    from effdet_plugin.engine.memory_format import set_inference_memory_format
 
     cfg = Config.fromfile(args.config)
     data = apply_data_options(cfg, args)
@@ -153,6 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         model = OnnxRuntimeDetector(args.onnx)
     else:
         model = init_detector(cfg, args.checkpoint, device=args.device)
+        set_inference_memory_format(model, args.channels_last)
     if data.get('classes'):
         model.dataset_meta = dict(model.dataset_meta or {}, classes=tuple(data['classes']))
     pipeline_cfg = get_test_pipeline_cfg(cfg)

@@ -26,14 +26,18 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from ..datasets.intensity import WINDOW_MODES
+from ..datasets.transforms import LoadMedicalImageFromFile
+
 #: Keys of the ``data`` block; each is also a flag (``img_prefix`` -> ``--img-prefix``).
 DATA_KEYS = ('root', 'train_ann', 'val_ann', 'test_ann', 'img_prefix', 'classes', 'img_scale',
              'window')
 #: ``classes`` value that reads the class names from the training annotation file.
 FROM_JSON = 'from-json'
 SPLITS = ('train', 'val', 'test')
-WINDOWS = ('none', 'minmax', 'percentile', 'dicom', 'fixed')
 LOADERS = ('LoadImageFromFile', 'LoadMedicalImageFromFile')
+# Arguments mmcv's LoadImageFromFile shares with LoadMedicalImageFromFile: kept by --window.
+_SHARED_LOADER_ARGS = ('to_float32', 'color_type', 'ignore_empty', 'backend_args')
 # Heads whose num_classes is not the number of object classes.
 _OTHER_CLASS_HEADS = ('rpn_head', 'seg_head')
 
@@ -58,7 +62,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        'take them from the training json (sets the heads\' num_classes too)')
     group.add_argument('--img-scale', nargs=2, type=int, metavar=('W', 'H'),
                        help='train/test at this size (keep ratio) instead of the native size')
-    group.add_argument('--window', choices=WINDOWS,
+    group.add_argument('--window', choices=WINDOW_MODES,
                        help='read images with LoadMedicalImageFromFile and this intensity '
                        'window (16-bit / DICOM data; in the config\'s data block also a dict '
                        'of its arguments, e.g. dict(window=\'fixed\', value_range=(0, 4095)))')
@@ -187,13 +191,33 @@ def set_img_scale(cfg: Config, img_scale: Sequence[int]) -> None:
 
 
 def set_window(cfg: Config, window: Any) -> None:
-    """Load the images of every pipeline with ``LoadMedicalImageFromFile`` and ``window``
-    (a mode name, or a dict of the loader's arguments)."""
-    loader = dict(window) if isinstance(window, dict) else dict(window=window)
+    """Load the images of every pipeline with ``LoadMedicalImageFromFile`` and ``window``.
+
+    ``window`` is a mode name or a dict of the loader's arguments. A medical loader already in
+    the pipeline keeps its other arguments (a 'fixed' ``value_range``, ``percentiles``,
+    ``color_type`` ...); mmcv's loader passes on the arguments both loaders share.
+
+    Raises:
+        ValueError: The resulting loader is invalid, e.g. 'fixed' without a
+            ``value_range``; the message names the loader's problem and where to fix it.
+    """
+    given = dict(window) if isinstance(window, dict) else dict(window=window)
     for pipeline in _pipelines(cfg):
-        if pipeline and str(pipeline[0].get('type', '')).split('.')[-1] in LOADERS:
-            backend = {k: v for k, v in pipeline[0].items() if k == 'backend_args'}
-            pipeline[0] = dict(type='LoadMedicalImageFromFile', **backend, **loader)
+        if not pipeline or str(pipeline[0].get('type', '')).split('.')[-1] not in LOADERS:
+            continue
+        loader = dict(pipeline[0])
+        if str(loader.pop('type')).split('.')[-1] != 'LoadMedicalImageFromFile':
+            loader = {k: v for k, v in loader.items() if k in _SHARED_LOADER_ARGS}
+        loader.update(given)
+        try:
+            LoadMedicalImageFromFile(**loader)  # the loader's own checks, before any run
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f'data option window={window!r} gives an invalid loader {loader}: {e}. Give '
+                "the loader's arguments in the config's data block, e.g. data = dict(window="
+                "dict(window='fixed', value_range=(0, 4095))), or set them in its "
+                'LoadMedicalImageFromFile step') from e
+        pipeline[0] = dict(type='LoadMedicalImageFromFile', **loader)
 
 
 def apply_data_options(cfg: Config, args: Optional[argparse.Namespace] = None) -> Dict[str, Any]:

@@ -160,3 +160,27 @@ def test_window_reads_every_split_with_the_medical_loader():
     apply_data_options(cfg)
     first = split_datasets(cfg, 'test')[0][1].pipeline[0]
     assert first['window'] == 'fixed' and tuple(first['value_range']) == (0, 4095)
+
+
+def test_window_keeps_the_loader_arguments_and_fixed_needs_a_range():
+    cfg = Config.fromfile(DETSEG)
+    loader = dict(type='LoadMedicalImageFromFile', window='fixed', value_range=(0, 4095),
+                  color_type='grayscale')
+    for split in ('train', 'val', 'test'):
+        split_datasets(cfg, split)[0][1].pipeline[0] = dict(loader)
+    cfg.data = dict(window='fixed')
+    apply_data_options(cfg)  # 'fixed' as the config's loader has it: its range is kept
+    assert split_datasets(cfg, 'test')[0][1].pipeline[0] == loader
+    cfg.data = dict(window='percentile')
+    apply_data_options(cfg)
+    assert split_datasets(cfg, 'train')[0][1].pipeline[0] == dict(loader, window='percentile')
+    # mmcv's loader has no range to keep: 'fixed' stops before any run, naming the fix
+    cfg = Config.fromfile(DEMO)
+    split_datasets(cfg, 'train')[0][1].pipeline[0] = dict(type='LoadImageFromFile',
+                                                          ignore_empty=True)
+    with pytest.raises(ValueError, match=r"value_range=\(min, max\).*data = dict\(window=dict"
+                       r"\(window='fixed', value_range="):
+        apply_data_options(cfg, _args('--window', 'fixed'))
+    apply_data_options(cfg, _args('--window', 'minmax'))
+    assert split_datasets(cfg, 'train')[0][1].pipeline[0] == dict(
+        type='LoadMedicalImageFromFile', ignore_empty=True, window='minmax')

@@ -91,10 +91,12 @@ def test_medical_config_uses_its_loader_window(medical_ckpt, tmp_path, monkeypat
     from mmengine.config import Config
 
     from effdet_plugin.datasets.transforms import LoadMedicalImageFromFile
+    from effdet_plugin.engine.data_options import split_datasets
     monkeypatch.chdir(REPO)
     cfg = Config.fromfile(MEDICAL)
-    cfg.test_dataloader.dataset.pipeline[0] = dict(
-        type='LoadMedicalImageFromFile', window='fixed', value_range=(0, 4095))
+    for split in ('train', 'val', 'test'):
+        split_datasets(cfg, split)[0][1].pipeline[0] = dict(
+            type='LoadMedicalImageFromFile', window='fixed', value_range=(0, 4095))
     config = tmp_path / 'fixed.py'
     cfg.dump(str(config))
     image = tmp_path / 'gray16.png'
@@ -106,6 +108,11 @@ def test_medical_config_uses_its_loader_window(medical_ckpt, tmp_path, monkeypat
     np.testing.assert_array_equal(drawn, expected)
     # a min/max stretch would use the whole 0-255 range; the fixed window does not
     assert drawn.max() < 200 and drawn.min() > 50
+    # --window fixed keeps the config's range; without one it stops, naming value_range
+    again = _infer_without_boxes(tmp_path, config, medical_ckpt, image, '--window', 'fixed')
+    np.testing.assert_array_equal(again, expected)
+    with pytest.raises(ValueError, match=r"window='fixed' needs value_range=\(min, max\)"):
+        _infer_without_boxes(tmp_path, MEDICAL, medical_ckpt, image, '--window', 'fixed')
 
 
 def test_medical_config_window_option_for_16bit_and_dicom(medical_ckpt, tmp_path, monkeypatch,

@@ -68,7 +68,9 @@ class LoadMedicalImageFromFile(BaseTransform):
         if window not in WINDOW_MODES:
             raise ValueError(f'window must be one of {WINDOW_MODES}, got {window!r}')
         if window == 'fixed' and (value_range is None or len(value_range) != 2):
-            raise ValueError("window='fixed' needs value_range=(min, max)")
+            raise ValueError("window='fixed' needs value_range=(min, max), the raw values "
+                             'mapped to 0 and 255, e.g. (0, 4095) for 12-bit data; without a '
+                             "known range choose window='percentile' or 'minmax'")
         if (window_center is None) != (window_width is None):
             raise ValueError('give both window_center and window_width, or neither')
         if color_type not in ('color', 'grayscale', 'unchanged'):
