@@ -13,6 +13,7 @@ from effdet_plugin.models.dense_heads import EffDetHead
 from effdet_plugin.models.task_modules import EffDetAnchorGenerator
 from effdet_plugin.models.utils import get_det_scale, topk_candidates
 from effdet_plugin.models.utils.candidates import top_indices
+from tests.models.head_settings import official_settings
 
 EFFDET_ASPECTS = [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)]
 
@@ -49,7 +50,7 @@ def _metas(height, width, batch=2, scale=1.0):
 @pytest.mark.parametrize('arch', ['d0', 'd3', 'd7', 'd7x'])
 def test_layers_follow_arch(arch):
     scale = get_det_scale(arch)
-    head = MODELS.build(dict(type='EffDetHead', num_classes=3, arch=arch))
+    head = MODELS.build(dict(type='EffDetHead', num_classes=3, arch=arch, **official_settings()))
     num_levels = scale.max_level - scale.min_level + 1
     assert head.in_channels == scale.fpn_channels
     assert len(head.cls_convs) == len(head.reg_convs) == scale.head_repeats
@@ -62,7 +63,8 @@ def test_layers_follow_arch(arch):
 
 
 def test_forward_shapes_non_square():
-    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=2).eval()
+    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=2,
+                      **official_settings()).eval()
     feats = [torch.randn(1, 16, 128 // s, 384 // s) for s in (8, 16, 32, 64, 128)]
     with torch.no_grad():
         cls, reg = head(feats)
@@ -73,7 +75,7 @@ def test_forward_shapes_non_square():
 
 
 def test_init_prior_probability():
-    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=1)
+    head = EffDetHead(num_classes=5, in_channels=16, stacked_convs=1, **official_settings())
     head.init_weights()
     bias = head.cls_pred.pointwise_conv.conv.bias
     assert torch.allclose(bias.sigmoid(), torch.full_like(bias, 0.01), atol=1e-6)
@@ -105,7 +107,7 @@ def test_anchor_generator_aspects_are_width_height():
 
 
 def test_loss_computes_and_backprops():
-    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1)
+    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1, **official_settings())
     feats = [torch.randn(2, 16, 128 // s, 256 // s, requires_grad=True)
              for s in (8, 16, 32, 64, 128)]
     gts = [_gt(4, 128, 256, num=2, seed=i) for i in range(2)]
@@ -119,7 +121,7 @@ def test_loss_computes_and_backprops():
 
 
 def test_loss_without_objects_is_finite():
-    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1)
+    head = EffDetHead(num_classes=4, in_channels=16, stacked_convs=1, **official_settings())
     cls, reg = _outputs(head, 128, 128)
     empty = [InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
              for _ in range(2)]
@@ -134,7 +136,7 @@ def test_loss_equals_effdet_loss_fn():
     (no target scaling) and the ``num_pos + 1`` normaliser.
     """
     height, width, num_classes = 128, 256, 5
-    head = EffDetHead(num_classes=num_classes, arch='d0')
+    head = EffDetHead(num_classes=num_classes, arch='d0', **official_settings())
     cls, reg = _outputs(head, height, width)
     gts = [_gt(num_classes, height, width, seed=i) for i in range(2)]
     ours = head.loss_by_feat(cls, reg, gts, _metas(height, width))
@@ -156,16 +158,38 @@ def test_loss_equals_effdet_loss_fn():
                                atol=1e-6)
 
 
-def test_default_test_cfg_is_gaussian_soft_nms():
-    head = EffDetHead(num_classes=2, in_channels=16, stacked_convs=1)
+def test_official_settings_are_the_configs():
+    """The head keeps what the config gives it (official: Gaussian soft-NMS, 100 boxes)."""
+    head = EffDetHead(num_classes=2, in_channels=16, stacked_convs=1, **official_settings())
     nms = head.test_cfg.nms
     assert (nms.type, nms.method, nms.sigma) == ('soft_nms', 'gaussian', 0.5)
     assert head.test_cfg.max_per_img == 100
+    assert head.train_cfg.assigner.pos_iou_thr == 0.5
+    hard = EffDetHead(num_classes=2, in_channels=16, stacked_convs=1,
+                      **official_settings(nms=dict(type='nms', iou_threshold=0.6)))
+    assert hard.test_cfg.nms == dict(type='nms', iou_threshold=0.6)
+
+
+def test_missing_settings_raise_and_name_the_config():
+    with pytest.raises(ValueError, match='needs a test_cfg.*efficientdet_d0.py'):
+        EffDetHead(num_classes=2, in_channels=16, stacked_convs=1)
+    test_cfg = official_settings()['test_cfg']
+    del test_cfg['nms']
+    with pytest.raises(ValueError, match='test_cfg lacks nms'):
+        EffDetHead(num_classes=2, in_channels=16, stacked_convs=1, test_cfg=test_cfg)
+    # without a train_cfg the head predicts, and refuses to compute losses
+    head = EffDetHead(num_classes=2, in_channels=16, stacked_convs=1,
+                      test_cfg=official_settings()['test_cfg']).eval()
+    cls, reg = _outputs(head, 64, 64, batch=1)
+    with torch.no_grad():
+        assert head.predict_by_feat(cls, reg, batch_img_metas=_metas(64, 64, batch=1))
+    with pytest.raises(ValueError, match='without a train_cfg'):
+        head.loss_by_feat(cls, reg, [_gt(2, 64, 64)], _metas(64, 64, batch=1))
 
 
 @pytest.mark.parametrize('nms', [None, dict(type='nms', iou_threshold=0.5)])
 def test_predict_caps_detections_in_original_coordinates(nms):
-    test_cfg = None
+    test_cfg = official_settings()['test_cfg']
     if nms is not None:
         test_cfg = dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05, nms=nms, max_per_img=100)
     head = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1, test_cfg=test_cfg).eval()
@@ -259,7 +283,7 @@ def test_image_scope_keeps_the_best_candidates_of_all_levels():
 
 def test_d0_param_count_matches_effdet():
     ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False)
-    head = EffDetHead(num_classes=ref.config.num_classes, arch='d0')
+    head = EffDetHead(num_classes=ref.config.num_classes, arch='d0', **official_settings())
     neck = MODELS.build(dict(type='EffBiFPN', in_channels=[40, 112, 320], arch='d0'))
     count = lambda *mods: sum(p.numel() for m in mods for p in m.parameters())  # noqa: E731
     assert count(head) == count(ref.class_net, ref.box_net) == 88398

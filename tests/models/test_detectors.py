@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 from mmengine.structures import InstanceData, PixelData
 
 import effdet_plugin  # noqa: F401  (registers every component)
+from tests.models.head_settings import official_settings
 
 NUM_CLASSES, SEG_CLASSES, WIDTH = 2, 3, 16
 
@@ -41,7 +42,7 @@ def model_cfg(bbox_head: Optional[dict] = BBOX_HEAD,
                   num_repeats=1),
         bbox_head=copy.deepcopy(bbox_head),
         seg_head=copy.deepcopy(seg_head),
-        train_cfg=None,  # EffDetHead's official matcher
+        train_cfg=official_settings()['train_cfg'],
         # Plain NMS, every score kept: untrained models still return boxes.
         test_cfg=dict(nms_pre=100, min_bbox_size=0, score_thr=0.0,
                       nms=dict(type='nms', iou_threshold=0.5), max_per_img=10))

@@ -21,6 +21,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 import effdet_plugin  # noqa: F401  (registers the components)
+from tests.models.head_settings import official_settings
 
 register_all_modules()
 
@@ -68,6 +69,7 @@ def small_effdet(size: int) -> torch.nn.Module:
                       norm_cfg=norm),
         neck=dict(type='EffBiFPN', in_channels=[40, 112, 320], arch='d0', norm_cfg=norm),
         bbox_head=dict(type='EffDetHead', num_classes=len(COLOURS), arch='d0', norm_cfg=norm),
+        train_cfg=official_settings()['train_cfg'],
         test_cfg=dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05,
                       nms=dict(type='nms', iou_threshold=0.5), max_per_img=20))
     torch.manual_seed(0)

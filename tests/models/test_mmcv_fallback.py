@@ -8,6 +8,7 @@ import effdet_plugin  # noqa: F401
 from effdet_plugin.models.dense_heads import EffDetHead, effdet_head
 from effdet_plugin.models.utils import mmcv_fallback
 from effdet_plugin.models.utils.mmcv_fallback import OneHotTargets, needs_mmcv_fallback
+from tests.models.head_settings import official_settings
 
 
 @pytest.mark.parametrize('cuda,mmcv_cuda,expected', [
@@ -43,9 +44,9 @@ def test_head_with_fallback_trains_and_predicts_the_same(monkeypatch):
     monkeypatch.setattr(effdet_head, 'needs_mmcv_fallback', lambda: True)
     monkeypatch.setattr(effdet_head, 'log_fallback', lambda owner: logged.append(owner))
     torch.manual_seed(0)
-    fallback = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1)
+    fallback = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1, **official_settings())
     monkeypatch.setattr(effdet_head, 'needs_mmcv_fallback', lambda: False)
-    plain = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1)
+    plain = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1, **official_settings())
     plain.load_state_dict(fallback.state_dict())
     assert logged == ['EffDetHead'] and isinstance(fallback.loss_cls, OneHotTargets)
     feats = [torch.randn(1, 16, 256 // s, 256 // s) for s in (8, 16, 32, 64, 128)]
@@ -64,8 +65,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GP
 @cuda
 def test_predict_with_nms_on_cuda_equals_cpu():
     torch.manual_seed(0)
-    head = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1).eval()
-    head.test_cfg.nms = dict(type='nms', iou_threshold=0.5)
+    head = EffDetHead(num_classes=3, in_channels=16, stacked_convs=1,
+                      **official_settings(nms=dict(type='nms', iou_threshold=0.5))).eval()
     feats = [torch.randn(1, 16, 256 // s, 256 // s) for s in (8, 16, 32, 64, 128)]
     metas = [dict(img_shape=(256, 256), ori_shape=(256, 256), scale_factor=(1., 1.))]
     with torch.no_grad():

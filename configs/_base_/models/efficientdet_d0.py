@@ -21,6 +21,8 @@ model = dict(
         norm_cfg=norm_cfg),
     neck=dict(type='EffBiFPN', in_channels=[40, 112, 320], arch='d0', norm_cfg=norm_cfg),
     bbox_head=dict(type='EffDetHead', num_classes=80, arch='d0', norm_cfg=norm_cfg),
+    # The head's train/test settings live here only (EffDetHead has no defaults for them).
+    # Official matcher: IoU >= 0.5 positive, < 0.5 negative, every box keeps its best anchor.
     train_cfg=dict(
         assigner=dict(
             type='MaxIoUAssigner',
@@ -38,7 +40,8 @@ model = dict(
         nms_pre_scope='image',  # the 5000 best of the image (official); 'level': per level
         min_bbox_size=0,
         score_thr=0.001,
-        # Gaussian soft-NMS, as the official COCO evaluation; hard NMS:
+        # Gaussian soft-NMS, as the official COCO evaluation (the paper's sigma 0.5 is mmcv's
+        # sigma; TF's API takes sigma / 2; a Gaussian decay ignores iou_threshold); hard NMS:
         # nms=dict(type='nms', iou_threshold=0.5)
         nms=dict(type='soft_nms', iou_threshold=0.5, sigma=0.5, min_score=0.001,
                  method='gaussian'),

@@ -21,31 +21,10 @@ from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_in
 from ..utils.mmcv_fallback import OneHotTargets, log_fallback, needs_mmcv_fallback
 from ..utils.scaling import get_det_scale
 
-# Official matcher: IoU >= 0.5 positive, < 0.5 negative, and every box keeps its best anchor.
-DEFAULT_TRAIN_CFG = dict(
-    assigner=dict(
-        type='MaxIoUAssigner',
-        pos_iou_thr=0.5,
-        neg_iou_thr=0.5,
-        min_pos_iou=0.0,
-        ignore_iof_thr=-1,
-        gt_max_assign_all=False),
-    sampler=dict(type='PseudoSampler'),
-    allowed_border=-1,
-    pos_weight=-1,
-    debug=False)
-
-# Official evaluation: the 5000 best candidates of the image (nms_pre_scope='image'; mmdet's
-# nms_pre counts per level, 'level'), Gaussian soft-NMS (paper sigma 0.5 = mmcv's sigma; TF's
-# API takes sigma / 2), scores below 1e-3 dropped, 100 detections out. For hard NMS use
-# nms=dict(type='nms', iou_threshold=0.5).
-DEFAULT_TEST_CFG = dict(
-    nms_pre=5000,
-    nms_pre_scope='image',
-    min_bbox_size=0,
-    score_thr=0.001,
-    nms=dict(type='soft_nms', iou_threshold=0.3, sigma=0.5, min_score=1e-3, method='gaussian'),
-    max_per_img=100)
+# Settings the head cannot work without; their values live in the config
+# (configs/_base_/models/efficientdet_d0.py has the official ones), never here.
+REQUIRED_TEST_KEYS = ('nms', 'max_per_img')
+SETTINGS_SOURCE = 'configs/_base_/models/efficientdet_d0.py'
 
 
 @MODELS.register_module()
@@ -84,8 +63,14 @@ class EffDetHead(AnchorHead):
         bbox_coder (dict): Box coder. The official coder has no target scaling.
         loss_cls (dict): Classification loss.
         loss_bbox (dict): Box regression loss.
-        train_cfg (dict, optional): Assigner etc.; None uses the official matcher.
-        test_cfg (dict, optional): Post-processing; None uses the official soft-NMS.
+        train_cfg (dict, optional): Assigner and sampler, from the model config's
+            ``train_cfg``; needed to compute losses (a head built without one can only
+            predict). Defaults to None.
+        test_cfg (dict): Post-processing, from the model config's ``test_cfg``: ``nms``
+            and ``max_per_img`` are required; ``nms_pre`` (-1), ``nms_pre_scope``
+            (``'level'``), ``score_thr`` (0) and ``min_bbox_size`` keep mmdet's meaning when
+            absent. The official values (5000 per image, Gaussian soft-NMS) are in
+            ``configs/_base_/models/efficientdet_d0.py``. Defaults to None, which raises.
         init_cfg (dict or list[dict], optional): Initialization config. Defaults to the
             official variance scaling (normal, fan-in) and prior probability 0.01.
     """
@@ -139,8 +124,9 @@ class EffDetHead(AnchorHead):
                 strides=[2**level for level in range(scale.min_level, scale.max_level + 1)],
                 octave_base_scale=scale.anchor_scale,
                 scales_per_octave=3)
-        train_cfg = ConfigDict(copy.deepcopy(DEFAULT_TRAIN_CFG) if train_cfg is None else train_cfg)
-        test_cfg = ConfigDict(copy.deepcopy(DEFAULT_TEST_CFG) if test_cfg is None else test_cfg)
+        check_test_cfg(test_cfg)
+        train_cfg = None if train_cfg is None else ConfigDict(train_cfg)
+        test_cfg = ConfigDict(test_cfg)
         super().__init__(
             num_classes,
             in_channels,
@@ -222,6 +208,11 @@ class EffDetHead(AnchorHead):
         mmdet normalises by the number of positives; the official loss adds one, which
         matters for images with few objects and keeps the loss finite without any.
         """
+        if self.train_cfg is None:
+            raise ValueError(
+                f'{type(self).__name__} was built without a train_cfg, so it cannot compute '
+                f'losses: give the model config a train_cfg (assigner, sampler), as '
+                f'{SETTINGS_SOURCE} does with the official matcher.')
         results = super().get_targets(*args, return_sampling_results=True, **kwargs)
         sampling_results = results[5]
         num_pos = sum(len(res.pos_inds) for res in sampling_results)
@@ -295,3 +286,16 @@ class EffDetHead(AnchorHead):
             device = results.bboxes.device
             return super()._bbox_post_process(results.cpu(), cfg, *args, **kwargs).to(device)
         return super()._bbox_post_process(results, cfg, *args, **kwargs)
+
+
+def check_test_cfg(test_cfg: OptConfigType) -> None:
+    """Refuse a missing ``test_cfg`` or one without the keys mmdet's post-processing reads."""
+    if test_cfg is None:
+        raise ValueError(
+            f'EffDetHead needs a test_cfg (candidates, score threshold, NMS): give the model '
+            f'config a test_cfg, as {SETTINGS_SOURCE} does with the official soft-NMS.')
+    missing = [key for key in REQUIRED_TEST_KEYS if key not in test_cfg]
+    if missing:
+        raise ValueError(f'EffDetHead test_cfg lacks {", ".join(missing)}: set them in the '
+                         f'model config (official values in {SETTINGS_SOURCE}); got '
+                         f'{dict(test_cfg)}')
