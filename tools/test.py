@@ -1,7 +1,8 @@
 """Test (and evaluate) a detector with mmengine's Runner; the CLI is mmdet's ``tools/test.py``.
 
 Additions: ``import effdet_plugin`` fills the registries; a missing dataset or checkpoint stops
-the run at once with a hint; ``--launcher pytorch`` also works on CPU-only machines (gloo).
+the run at once with a hint; ``--launcher pytorch`` also works on CPU-only machines (gloo); the
+model runs in channels-last memory format unless ``--no-channels-last``.
 """
 import argparse
 import os
@@ -18,6 +19,7 @@ from mmengine.config import ConfigDict, DictAction
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
 from effdet_plugin.engine.data_options import add_data_args
+from effdet_plugin.engine.memory_format import add_memory_format_arg, set_inference_memory_format
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +43,7 @@ def parse_args() -> argparse.Namespace:
         help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_memory_format_arg(parser)
     add_data_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -91,6 +94,7 @@ def main() -> None:
 
     exit_if_dataset_missing(cfg, ('test', ))
     runner = build_runner(cfg)
+    set_inference_memory_format(runner.model, args.channels_last)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()

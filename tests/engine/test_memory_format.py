@@ -1,0 +1,112 @@
+"""Channels-last inference (the default of tools/test.py and tools/infer.py) predicts what the
+contiguous model predicts, and the opt-out keeps the model as it is."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import effdet_plugin  # noqa: F401
+from effdet_plugin.deploy.random_weights import realistic_random_detector
+from effdet_plugin.engine import memory_format
+from effdet_plugin.engine.memory_format import set_inference_memory_format
+
+DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
+SIZE = 256
+
+
+@pytest.fixture(scope='module')
+def detector_and_batch():
+    """The demo model (hard NMS) with random weights that spread its scores on the batch."""
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(str(DEMO))
+    cfg.model.backbone.init_cfg = None
+    cfg.model.test_cfg.nms = dict(type='nms', iou_threshold=0.5)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    image = torch.randint(0, 256, (3, SIZE, SIZE), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.uint8)
+    sample = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
+                                         scale_factor=(1., 1.)))
+    data = dict(inputs=[image], data_samples=[sample])
+    realistic_random_detector(model, model.data_preprocessor(copy.deepcopy(data))['inputs'])
+    return model.eval(), data
+
+
+def backbone_input_formats(model):
+    """Records whether each backbone input is channels-last."""
+    seen = []
+    model.backbone.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].is_contiguous(
+            memory_format=torch.channels_last)))
+    return seen
+
+
+def test_channels_last_gives_the_same_detections(detector_and_batch, monkeypatch):
+    model, data = detector_and_batch
+    logged = []
+    monkeypatch.setattr(memory_format, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    fast = copy.deepcopy(model)
+    assert set_inference_memory_format(fast) == 'channels_last'
+    assert len(logged) == 1 and 'channels-last' in logged[0]
+    conv = fast.backbone.layers[0].conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    seen = backbone_input_formats(fast)
+    with torch.no_grad():
+        ref = model.test_step(copy.deepcopy(data))[0].pred_instances
+        out = fast.test_step(copy.deepcopy(data))[0].pred_instances
+    assert seen == [True], 'the data preprocessor did not hand over a channels-last batch'
+    assert len(ref) > 10, 'too few detections to compare'
+    assert len(out) == len(ref)
+    assert torch.equal(out.labels, ref.labels)
+    torch.testing.assert_close(out.scores, ref.scores, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.bboxes, ref.bboxes, atol=1e-3, rtol=0)
+
+
+def test_opt_out_keeps_the_format(detector_and_batch, monkeypatch):
+    model, data = detector_and_batch
+    logged = []
+    monkeypatch.setattr(memory_format, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    plain = copy.deepcopy(model)
+    assert set_inference_memory_format(plain, channels_last=False) == 'contiguous'
+    assert len(logged) == 1 and 'NCHW' in logged[0]
+    assert plain.backbone.layers[0].conv.weight.is_contiguous()
+    seen = backbone_input_formats(plain)
+    with torch.no_grad():
+        plain.test_step(copy.deepcopy(data))
+    assert seen == [False]
+
+
+def test_wrapped_model_converts_the_detector_inside(detector_and_batch):
+    from mmdet.models import DetTTAModel
+    model, _ = detector_and_batch
+    tta = DetTTAModel(module=copy.deepcopy(model),
+                      tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    set_inference_memory_format(tta)
+    set_inference_memory_format(tta)  # twice: one hook, not two
+    preprocessor = tta.module.data_preprocessor
+    assert len(preprocessor._forward_hooks) == 1
+    assert tta.module.backbone.layers[0].conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize('tool', ['infer', 'test'])
+def test_tools_default_to_channels_last(tool, monkeypatch):
+    import sys
+
+    from tools import infer
+    from tools import test as test_tool
+    argv = ['config.py', 'model.pth']
+    if tool == 'infer':
+        parse = infer.parse_args
+    else:
+        def parse(args):
+            monkeypatch.setattr(sys, 'argv', ['test.py'] + args)
+            return test_tool.parse_args()
+    assert parse(argv).channels_last is True
+    assert parse(argv + ['--no-channels-last']).channels_last is False
