@@ -23,7 +23,7 @@ import copy
 import math
 import os.path as osp
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
@@ -45,6 +45,7 @@ from .experiments import (
     numeric_rows,
     rescale_schedule,
     run_config,
+    summarise,
     time_interleaved,
     tqdm_bar,
 )
@@ -527,6 +528,19 @@ def count_or_run(args: argparse.Namespace, cfg: Config, points: Sequence[ScalePo
         return retime_study(runs, args.out, csv_name, settings)
     return run_study(cfg, runs, args.out, csv_name, settings,
                      args.seeds, args.metric, args.latency_time, quiet=not args.verbose)
+
+
+def study(args: argparse.Namespace, cfg: Config, points: Sequence[ScalePoint], csv_name: str,
+          dry_run_table: Callable[[List[Dict[str, object]]], str], dry_run_title: str,
+          **settings) -> List[Dict[str, object]]:
+    """A tool's body: :func:`count_or_run`, then on ``--dry-run`` print ``dry_run_table`` of
+    the counted rows and return them; otherwise return the per-model summary over seeds."""
+    rows = count_or_run(args, cfg, points, csv_name, **settings)
+    if args.dry_run:
+        print(f'\n{dry_run_title} (nothing trained):\n')
+        print(dry_run_table(rows))
+        return rows
+    return summarise(rows, args.metric)
 
 
 def retime_study(runs: Sequence[PlannedRun], out_dir: str, csv_name: str, settings: dict,

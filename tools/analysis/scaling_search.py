@@ -25,22 +25,12 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from effdet_plugin.engine.experiments import format_markdown, summarise
-from effdet_plugin.engine.scaling_lab import (
-    OFFICIAL,
-    coefficient_grid,
-    count_or_run,
-    flops_growth,
-    load_config,
-    plot_ap,
-    search_points,
-    select_candidates,
-    study_parser,
-)
+from effdet_plugin.engine import scaling_lab as lab
+from effdet_plugin.engine.experiments import format_markdown
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = study_parser(__doc__)
+    parser = lab.study_parser(__doc__)
     parser.add_argument('--flops-growth', type=float, default=2.0,
                         help='target alpha * beta^2 * gamma^2 (default: 2)')
     parser.add_argument('--grid-step', type=float, default=0.05, help='grid spacing (0.05)')
@@ -62,11 +52,11 @@ def candidates(args: argparse.Namespace) -> List[tuple]:
             chosen = []
         if not chosen or any(len(t) != 3 for t in chosen):
             raise SystemExit(f'--triplets takes ALPHA,BETA,GAMMA values, got {args.triplets}')
-        return select_candidates(chosen, None)
-    grid = coefficient_grid(args.flops_growth, args.grid_step, args.tol)
+        return lab.select_candidates(chosen, None)
+    grid = lab.coefficient_grid(args.flops_growth, args.grid_step, args.tol)
     print(f'{len(grid)} triplets on the {args.grid_step} grid have alpha * beta^2 * gamma^2 '
           f'within {args.tol:.0%} of {args.flops_growth:g}')
-    return select_candidates(grid, args.max_candidates or None)
+    return lab.select_candidates(grid, args.max_candidates or None)
 
 
 def dry_run_table(rows: Sequence[Dict]) -> str:
@@ -81,7 +71,8 @@ def dry_run_table(rows: Sequence[Dict]) -> str:
 
 
 def _official(row: Dict) -> bool:
-    return all(abs(row[k] - v) < 1e-9 for k, v in zip(('alpha', 'beta', 'gamma'), OFFICIAL))
+    return all(abs(row[k] - v) < 1e-9
+               for k, v in zip(('alpha', 'beta', 'gamma'), lab.OFFICIAL))
 
 
 def best_of(summary: Sequence[Dict]) -> Dict:
@@ -105,14 +96,12 @@ def results_table(summary: Sequence[Dict], metric: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    rows = count_or_run(args, cfg, search_points(candidates(args)), 'search.csv',
+    cfg = lab.load_config(args.config, args.cfg_options)
+    summary = lab.study(args, cfg, lab.search_points(candidates(args)), 'search.csv',
+                        dry_run_table, f'Coefficient candidates for `{args.config}` at phi=1',
                         flops_growth=args.flops_growth)
     if args.dry_run:
-        print(f'\nCoefficient candidates for `{args.config}` (phi=1, nothing trained):\n')
-        print(dry_run_table(rows))
-        return rows
-    summary = summarise(rows, args.metric)
+        return summary
     for r in summary:
         r['label'] = f"{r['alpha']:.2f}/{r['beta']:.2f}/{r['gamma']:.2f}"
         r['dim'] = 'candidates (alpha/beta/gamma)'
@@ -121,10 +110,11 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     table = results_table(summary, args.metric)
     with open(osp.join(args.out, 'search.md'), 'w') as f:
         f.write(f'{title}\n\n{table}\n')
-    plot_ap(summary, 'gflops', osp.join(args.out, 'search.png'), title)
+    lab.plot_ap(summary, 'gflops', osp.join(args.out, 'search.png'), title)
     a, b, g = (best_of(summary)[k] for k in ('alpha', 'beta', 'gamma'))
     print(f'\n{title}\n\n{table}\n\nbest: alpha={a:.2f} beta={b:.2f} gamma={g:.2f} (growth '
-          f'{flops_growth(a, b, g):.3f}); sweep phi with it: tools/analysis/scaling_sweep.py '
+          f'{lab.flops_growth(a, b, g):.3f}); sweep phi with it: '
+          'tools/analysis/scaling_sweep.py '
           f'CONFIG --alpha {a:.2f} --beta {b:.2f} --gamma {g:.2f}\n'
           f'written: {args.out}/search.csv, search.md, search.png')
     return summary

@@ -29,26 +29,16 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from effdet_plugin.engine.experiments import format_markdown, summarise
-from effdet_plugin.engine.scaling_lab import (
-    DIMS,
-    base_det_phi,
-    count_or_run,
-    load_config,
-    marginal_gains,
-    plot_ap,
-    saturation_phi,
-    study_parser,
-    sweep_points,
-)
+from effdet_plugin.engine import scaling_lab as lab
+from effdet_plugin.engine.experiments import format_markdown
 from effdet_plugin.models.utils.scaling import ALPHA, BETA, GAMMA
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = study_parser(__doc__)
+    parser = lab.study_parser(__doc__)
     parser.add_argument('--phis', type=float, nargs='+', required=True,
                         help='compound coefficients, relative to the config (0 = as is)')
-    parser.add_argument('--dims', nargs='+', choices=DIMS, default=list(DIMS),
+    parser.add_argument('--dims', nargs='+', choices=lab.DIMS, default=list(lab.DIMS),
                         help='scaling dimensions (default: all four)')
     parser.add_argument('--alpha', type=float, default=ALPHA, help=f'depth base ({ALPHA})')
     parser.add_argument('--beta', type=float, default=BETA, help=f'width base ({BETA})')
@@ -64,12 +54,12 @@ def gains_report(summary: Sequence[Dict], min_gain: float) -> List[str]:
     """Per dimension: AP per GFLOP between consecutive phis, and where it falls off."""
     lines = []
     for dim in dict.fromkeys(r['dim'] for r in summary):
-        steps = marginal_gains([r for r in summary if r['dim'] == dim])
+        steps = lab.marginal_gains([r for r in summary if r['dim'] == dim])
         cells = ', '.join(
             f"{s['phi_from']:g}->{s['phi_to']:g}: "
             + ('n/a (no extra FLOPs)' if s['gain'] is None else f"{s['gain']:+.4f}")
             for s in steps)
-        stop = saturation_phi(steps, min_gain)
+        stop = lab.saturation_phi(steps, min_gain)
         verdict = (f'falls below {min_gain:g} after phi {stop:g}' if stop is not None else
                    f'stays >= {min_gain:g} over the phis swept' if steps else 'one phi only')
         lines.append(f'{dim:>10}: AP per GFLOP {cells or "-"}; {verdict}')
@@ -97,16 +87,14 @@ def dry_run_table(rows: Sequence[Dict]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    points = sweep_points(args.phis, args.dims, args.alpha, args.beta, args.gamma,
-                          base_det_phi(cfg))
-    rows = count_or_run(args, cfg, points, 'sweep.csv', alpha=args.alpha, beta=args.beta,
+    cfg = lab.load_config(args.config, args.cfg_options)
+    points = lab.sweep_points(args.phis, args.dims, args.alpha, args.beta, args.gamma,
+                              lab.base_det_phi(cfg))
+    summary = lab.study(args, cfg, points, 'sweep.csv', dry_run_table,
+                        f'Scaling sweep of `{args.config}`', alpha=args.alpha, beta=args.beta,
                         gamma=args.gamma)
     if args.dry_run:
-        print(f'\nScaling sweep of `{args.config}` (nothing trained):\n')
-        print(dry_run_table(rows))
-        return rows
-    summary = summarise(rows, args.metric)
+        return summary
     title = (f'Scaling sweep: {osp.basename(args.config)}, {int(cfg.train_cfg.max_iters)} '
              f'iterations, {args.seeds} seed(s), alpha/beta/gamma {args.alpha:g}/'
              f'{args.beta:g}/{args.gamma:g}')
@@ -115,8 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     with open(osp.join(args.out, 'sweep.md'), 'w') as f:
         f.write(f'{title}\n\n{table}\n\nMarginal gains:\n\n' +
                 '\n'.join(f'- {g.strip()}' for g in gains) + '\n')
-    plot_ap(summary, 'gflops', osp.join(args.out, 'ap_vs_flops.png'), title)
-    plot_ap(summary, 'latency_ms', osp.join(args.out, 'ap_vs_latency.png'), title)
+    lab.plot_ap(summary, 'gflops', osp.join(args.out, 'ap_vs_flops.png'), title)
+    lab.plot_ap(summary, 'latency_ms', osp.join(args.out, 'ap_vs_latency.png'), title)
     print(f'\n{title}\n\n{table}\n\nMarginal AP per GFLOP (--min-gain {args.min_gain:g}):')
     print('\n'.join(gains))
     print(f'written: {args.out}/sweep.csv, sweep.md, ap_vs_flops.png, ap_vs_latency.png')
