@@ -11,7 +11,15 @@ from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from .coco_checks import AnnotationError, check_coco_stats, coco_stats, describe_losses, json_error
+from .checks import (
+    AnnotationError,
+    DatasetNotFoundError,
+    check_coco_stats,
+    coco_stats,
+    describe_losses,
+    json_error,
+    missing_paths,
+)
 from .image_io import ImageReadError, stored_bit_depth
 
 README_HINT = ('The expected layout is described in data/README.md (the nuclei demo data are '
@@ -24,9 +32,10 @@ class RobustCocoDataset(CocoDataset):
 
     Added to mmdet's behaviour (everything else is unchanged):
 
-    - a missing annotation file or image folder raises ``FileNotFoundError`` saying where the
-      data were expected, instead of a bare ``open()`` error from pycocotools; a file that is
-      not JSON (truncated, corrupt) raises :class:`AnnotationError` naming it;
+    - a missing annotation file or image folder raises :class:`DatasetNotFoundError` (a
+      ``FileNotFoundError``) naming every missing path, instead of a bare ``open()`` error
+      from pycocotools; a file that is not JSON (truncated, corrupt) raises
+      :class:`AnnotationError` naming it;
     - a file without images, or without a category for one of the config's classes, raises
       :class:`AnnotationError` (both class lists named) instead of training on nothing;
     - boxes reaching outside the image are clipped to it (mmdet keeps them as they are);
@@ -64,7 +73,7 @@ class RobustCocoDataset(CocoDataset):
 
     def COCOAPI(self, path: str) -> COCO:  # noqa: N802  (mmdet's name)
         """Read the file with mmdet's COCO api, then stop on what would make the run
-        meaningless (:func:`~.coco_checks.check_coco_stats`)."""
+        meaningless (:func:`~.checks.check_coco_stats`)."""
         try:
             coco = COCO(path)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -74,19 +83,13 @@ class RobustCocoDataset(CocoDataset):
         return coco
 
     def _check_paths(self) -> None:
-        # Only local paths can be checked; backend URIs (s3://...) are left to the backend.
-        if '://' in self.ann_file:
-            return
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(
-                f"annotation file '{self.ann_file}' not found (data_root="
-                f"'{self.data_root}', ann_file relative to it; working directory "
+        # mmengine has already joined ann_file and data_prefix with data_root
+        missing = missing_paths(None, self.ann_file, self.data_prefix)
+        if missing:
+            raise DatasetNotFoundError(
+                f"{type(self).__name__}: {', '.join(missing)} not found (data_root="
+                f"'{self.data_root}', the other paths relative to it; working directory "
                 f"'{osp.abspath('.')}'). {README_HINT}")
-        img_dir = self.data_prefix.get('img', '')
-        if img_dir and '://' not in img_dir and not osp.isdir(img_dir):
-            raise FileNotFoundError(
-                f"image folder '{img_dir}' not found (data_root='{self.data_root}', "
-                f"data_prefix={self.data_prefix}). {README_HINT}")
 
     def load_data_list(self) -> List[dict]:
         """Check the paths and load the annotations (reported in :meth:`filter_data`)."""

@@ -8,7 +8,6 @@ makes every weight load refuse NaN/inf and checkpoints of another architecture (
 """
 from .amp import enable_amp
 from .checkpoint_compat import mmengine_safe_globals, register_checkpoint_safe_globals
-from .dataset_check import DatasetNotFoundError, check_dataset_paths
 from .dist import setup_cpu_distributed
 from .hooks import NonFiniteLossError, NonFiniteLossHook
 from .optimizers import BFloat16AmpOptimWrapper
@@ -24,8 +23,8 @@ register_checkpoint_safe_globals()
 install_weights_check()
 
 __all__ = [
-    'BFloat16AmpOptimWrapper', 'DatasetNotFoundError', 'NonFiniteLossError', 'NonFiniteLossHook',
-    'NonFiniteWeightsError', 'WeightsMismatchError', 'apply_weights_check_cfg',
-    'check_dataset_paths', 'configure_weights_check', 'enable_amp', 'install_weights_check',
-    'mmengine_safe_globals', 'register_checkpoint_safe_globals', 'setup_cpu_distributed'
+    'BFloat16AmpOptimWrapper', 'NonFiniteLossError', 'NonFiniteLossHook', 'NonFiniteWeightsError',
+    'WeightsMismatchError', 'apply_weights_check_cfg', 'configure_weights_check', 'enable_amp',
+    'install_weights_check', 'mmengine_safe_globals', 'register_checkpoint_safe_globals',
+    'setup_cpu_distributed'
 ]

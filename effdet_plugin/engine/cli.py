@@ -8,9 +8,8 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .annotation_check import check_annotation_files
+from ..datasets.checks import DatasetNotFoundError, check_config_data
 from .data_options import apply_data_options
-from .dataset_check import DatasetNotFoundError, check_dataset_paths, check_evaluator_ann_files
 from .dist import setup_cpu_distributed
 from .weights_check import apply_weights_check_cfg
 
@@ -43,9 +42,7 @@ def exit_if_dataset_missing(cfg: Config, splits: Sequence[str]) -> None:
     dataset ``ann_file`` mismatch), before any model or process group is built, instead of a
     traceback from deep inside the Runner (or a score against other data)."""
     try:
-        check_dataset_paths(cfg, splits)
-        check_evaluator_ann_files(cfg, [s for s in splits if s != 'train'] or ['val'])
-        check_annotation_files(cfg, splits)
+        check_config_data(cfg, splits)
     except (DatasetNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
 

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
+from ..datasets.checks import SPLITS, join_root, split_datasets, split_evaluators
 from ..datasets.intensity import WINDOW_MODES
 from ..datasets.transforms import LoadMedicalImageFromFile
 
@@ -34,7 +35,6 @@ DATA_KEYS = ('root', 'train_ann', 'val_ann', 'test_ann', 'img_prefix', 'classes'
              'window')
 #: ``classes`` value that reads the class names from the training annotation file.
 FROM_JSON = 'from-json'
-SPLITS = ('train', 'val', 'test')
 LOADERS = ('LoadImageFromFile', 'LoadMedicalImageFromFile')
 # Arguments mmcv's LoadImageFromFile shares with LoadMedicalImageFromFile: kept by --window.
 _SHARED_LOADER_ARGS = ('to_float32', 'color_type', 'ignore_empty', 'backend_args')
@@ -80,43 +80,6 @@ def data_options(cfg: Config, args: Optional[argparse.Namespace] = None) -> Dict
         if value is not None:
             options[key] = value
     return options
-
-
-def leaf_datasets(dataset: dict, key: str) -> Iterator[Tuple[str, dict]]:
-    """Yield ``(dotted key, cfg)`` of the real datasets under wrappers (Repeat, Concat ...)."""
-    if isinstance(dataset.get('dataset'), dict):
-        yield from leaf_datasets(dataset['dataset'], f'{key}.dataset')
-    elif isinstance(dataset.get('datasets'), (list, tuple)):
-        for i, sub in enumerate(dataset['datasets']):
-            yield from leaf_datasets(sub, f'{key}.datasets[{i}]')
-    else:
-        yield key, dataset
-
-
-def join_root(data_root: Optional[str], path: str) -> str:
-    """``path`` resolved against ``data_root`` with mmengine's ``BaseDataset`` rule."""
-    return osp.join(data_root, path) if data_root and not osp.isabs(path) else path
-
-
-def split_datasets(cfg: Config, split: str) -> List[Tuple[str, dict]]:
-    """``(dotted key, cfg)`` of the leaf datasets of ``{split}_dataloader`` (none if unset)."""
-    loader = cfg.get(f'{split}_dataloader')
-    if not isinstance(loader, dict) or not isinstance(loader.get('dataset'), dict):
-        return []
-    return list(leaf_datasets(loader['dataset'], f'{split}_dataloader.dataset'))
-
-
-def split_evaluators(cfg: Config, split: str) -> List[Tuple[str, dict]]:
-    """``(dotted key, cfg)`` of the metrics of ``{split}_evaluator`` (val and test only)."""
-    evaluator = cfg.get(f'{split}_evaluator')
-    if isinstance(evaluator, dict) and isinstance(evaluator.get('metrics'), (list, tuple)):
-        evaluator = evaluator['metrics']  # an Evaluator wrapping several metrics
-    if isinstance(evaluator, dict):
-        return [(f'{split}_evaluator', evaluator)]
-    if isinstance(evaluator, (list, tuple)):
-        return [(f'{split}_evaluator[{i}]', e) for i, e in enumerate(evaluator)
-                if isinstance(e, dict)]
-    return []
 
 
 def classes_from_json(ann_file: str) -> Tuple[str, ...]:

@@ -12,7 +12,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import effdet_plugin  # noqa: F401  (registers RobustCocoDataset, LoadMedicalImageFromFile)
-from effdet_plugin.datasets.coco_checks import AnnotationError
+from effdet_plugin.datasets.checks import AnnotationError
 from effdet_plugin.datasets.image_io import ImageReadError
 
 register_all_modules(init_default_scope=False)  # mmdet's own transforms, by name

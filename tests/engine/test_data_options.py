@@ -6,6 +6,11 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
+from effdet_plugin.datasets.checks import (
+    DatasetNotFoundError,
+    check_dataset_paths,
+    check_evaluator_ann_files,
+)
 from effdet_plugin.datasets.shapes import SHAPE_CLASSES, write_shapes_coco
 from effdet_plugin.engine.cli import load_config
 from effdet_plugin.engine.data_options import (
@@ -13,11 +18,6 @@ from effdet_plugin.engine.data_options import (
     apply_data_options,
     split_datasets,
     split_evaluators,
-)
-from effdet_plugin.engine.dataset_check import (
-    DatasetNotFoundError,
-    check_dataset_paths,
-    check_evaluator_ann_files,
 )
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'

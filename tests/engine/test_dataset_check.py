@@ -1,7 +1,8 @@
-"""A missing dataset stops tools/train.py at once, naming the path and the fix."""
+"""A missing dataset stops tools/train.py at once, naming the path and the fix; the config
+check and RobustCocoDataset share one path check."""
 import pytest
 
-from effdet_plugin.engine import DatasetNotFoundError, check_dataset_paths
+from effdet_plugin.datasets.checks import DatasetNotFoundError, check_dataset_paths, missing_paths
 
 
 def _point_at_missing_coco(cfg, tmp_path):
@@ -55,3 +56,23 @@ def test_train_cli_stops_before_building_anything(tiny_det_cfg, tmp_path, run_to
     assert proc.returncode == 1
     assert 'COCO not found at' in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'work_dir').exists()  # no Runner was built
+
+
+def test_config_and_dataset_name_the_same_missing_paths(tiny_det_cfg, tmp_path):
+    """One path check: the config check and RobustCocoDataset report the same paths."""
+    from mmdet.registry import DATASETS
+
+    import effdet_plugin  # noqa: F401  (registers RobustCocoDataset)
+    cfg = _point_at_missing_coco(tiny_det_cfg(), tmp_path)
+    dataset = cfg.train_dataloader.dataset
+    dataset.update(type='RobustCocoDataset', pipeline=[])
+    missing = missing_paths(dataset.data_root, dataset.ann_file, dataset.data_prefix)
+    assert missing == [
+        f"annotation file '{tmp_path}/data/coco/annotations/instances_train2017.json'",
+        f"image folder '{tmp_path}/data/coco/train2017/'"]
+    with pytest.raises(DatasetNotFoundError) as from_config:
+        check_dataset_paths(cfg)
+    with pytest.raises(DatasetNotFoundError) as from_dataset:
+        DATASETS.build(dataset)
+    assert all(p in str(from_config.value) and p in str(from_dataset.value) for p in missing)
+    assert 'data/README.md' in str(from_dataset.value)

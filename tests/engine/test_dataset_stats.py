@@ -5,10 +5,10 @@ import json
 
 import pytest
 
+from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
 from effdet_plugin.datasets.shapes import write_shapes_coco
 from effdet_plugin.engine.cli import load_config
 from effdet_plugin.engine.data_options import add_data_args
-from effdet_plugin.engine.dataset_stats import dataset_stats, format_stats, stats_warnings
 from tools.analysis import check_dataset
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'

@@ -41,8 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mmdet.utils import register_all_modules
 
     import effdet_plugin  # noqa: F401  (registers datasets and transforms)
+    from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
     from effdet_plugin.engine.cli import load_config
-    from effdet_plugin.engine.dataset_stats import dataset_stats, format_stats, stats_warnings
     register_all_modules(init_default_scope=True)
 
     cfg = load_config(args.config, args.cfg_options, data_args=args)

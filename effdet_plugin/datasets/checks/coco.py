@@ -6,7 +6,7 @@ file does not have shifts the labels of the others. Training then runs on nothin
 (``loss_bbox 0``) and evaluation fails with a bare ``IndexError``. The functions here count
 what the file holds (:func:`coco_stats`) and turn the fatal cases into errors naming the file
 (:func:`check_coco_stats`); the non-fatal counts become one warning (:func:`describe_losses`).
-They are used before the model is built (:mod:`effdet_plugin.engine.annotation_check`) and by
+They are used before the model is built (:func:`.config.check_annotation_files`) and by
 :class:`~effdet_plugin.datasets.RobustCocoDataset` when it loads.
 """
 import json

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from mmengine.config import Config
 
-from .data_options import SPLITS, split_datasets
+from .config import SPLITS, split_datasets
 
 #: Train/test object-scale ratio beyond which training and testing see different objects.
 MAX_SCALE_RATIO = 2.0
