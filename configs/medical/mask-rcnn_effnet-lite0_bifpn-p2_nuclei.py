@@ -7,7 +7,6 @@ _base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/models/effnet_l
 custom_imports = dict(
     imports=['effdet_plugin'],
     allow_failed_imports=False)
-norm_cfg = _base_.lite0_norm_cfg
 strides = [4, 8, 16, 32, 64]
 width = 64  # BiFPN width of Lite0; RPN, RoI heads and mask head stay at it (CPU budget)
 model = dict(
@@ -17,15 +16,8 @@ model = dict(
         _delete_=True,
         out_indices=(2, 3, 5, 7),  # strides 4, 8, 16, 32: 24, 40, 112, 320 channels
     ),
-    neck=dict(
-        _delete_=True,
-        type='EffBiFPN',
-        in_channels=[24, 40, 112, 320],
-        arch='lite0',
-        min_level=2,
-        max_level=6,
-        norm_cfg=norm_cfg,
-        act_cfg=dict(type='ReLU6')),
+    neck=dict(_base_.lite0_bifpn, _delete_=True, in_channels=[24, 40, 112, 320], min_level=2,
+              max_level=6),
     rpn_head=dict(
         in_channels=width,
         feat_channels=width,

@@ -20,14 +20,7 @@ model = dict(
         _base_.lite0_backbone,
         out_indices=(2, 3, 5),  # strides 4, 8, 16; stages 6-7 are not built
     ),
-    neck=dict(
-        type='EffBiFPN',
-        in_channels=[24, 40, 112],
-        arch='lite0',
-        min_level=2,
-        max_level=4,
-        norm_cfg=norm_cfg,
-        act_cfg=dict(type='ReLU6')),
+    neck=dict(_base_.lite0_bifpn, in_channels=[24, 40, 112], min_level=2, max_level=4),
     bbox_head=dict(
         type='RTMDetInsSepBNHead',
         num_classes=1,

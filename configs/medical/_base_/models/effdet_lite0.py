@@ -9,7 +9,6 @@ norm_cfg = _base_.lite0_norm_cfg
 model = dict(
     data_preprocessor=_base_.lite_input,
     backbone=_base_.lite0_backbone,
-    neck=dict(in_channels=[40, 112, 320], arch='lite0', norm_cfg=norm_cfg,
-              act_cfg=dict(type='ReLU6')),
+    neck=dict(_base_.lite0_bifpn, in_channels=[40, 112, 320]),
     bbox_head=dict(num_classes=1, arch='lite0', norm_cfg=norm_cfg, act_cfg=dict(type='ReLU6')),
     test_cfg=dict(score_thr=0.05))

