@@ -11,6 +11,7 @@ from mmdet.registry import MODELS
 
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.converters.effdet_converter import convert_effdet_state_dict
+from tests.models.head_settings import official_settings
 
 TOL = 1e-4
 
@@ -79,7 +80,7 @@ def _check_neck_head_parity(name, arch, size, fusion=None, act_cfg=dict(type='Si
     det.bbox_head = MODELS.build(dict(
         type='EffDetHead', num_classes=config.num_classes, arch=arch,
         in_channels=config.fpn_channels, stacked_convs=config.box_class_repeats,
-        act_cfg=act_cfg))
+        act_cfg=act_cfg, **official_settings()))
     det.load_state_dict(convert_effdet_state_dict(ref.state_dict()), strict=True)
     det.eval()
     with torch.no_grad():
@@ -141,7 +142,8 @@ def test_whole_d0_detector_parity_with_effnet_backbone():
     det.backbone = MODELS.build(dict(type='EffNet', arch='b0', padding='tf_same'))
     det.neck = MODELS.build(
         dict(type='EffBiFPN', in_channels=det.backbone.out_channels, arch='d0'))
-    det.bbox_head = MODELS.build(dict(type='EffDetHead', num_classes=90, arch='d0'))
+    det.bbox_head = MODELS.build(
+        dict(type='EffDetHead', num_classes=90, arch='d0', **official_settings()))
     state = convert_effdet_state_dict(ref.state_dict(),
                                       backbone_converter=convert_timm_efficientnet)
     result = det.load_state_dict(state, strict=False)
