@@ -1,5 +1,4 @@
 """One set of data options moves every loader, evaluator, head and resize of a config."""
-import argparse
 import json
 
 import numpy as np
@@ -11,14 +10,14 @@ from effdet_plugin.datasets.checks import (
     check_dataset_paths,
     check_evaluator_ann_files,
 )
-from effdet_plugin.datasets.shapes import SHAPE_CLASSES, write_shapes_coco
+from effdet_plugin.datasets.shapes import SHAPE_CLASSES
 from effdet_plugin.engine.cli import load_config
 from effdet_plugin.engine.data_options import (
-    add_data_args,
     apply_data_options,
     split_datasets,
     split_evaluators,
 )
+from tests.engine.data_helpers import data_args, shape_flags, write_shapes
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 DETSEG = 'configs/medical/effdet-lite0-detseg_nuclei.py'
@@ -27,24 +26,11 @@ MASK_RCNN = 'configs/medical/mask-rcnn_effnet-lite0_bifpn-p2_nuclei.py'
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    write_shapes_coco(root, num_train=3, num_val=2)
-    return root
-
-
-def _args(*argv):
-    parser = argparse.ArgumentParser()
-    add_data_args(parser)
-    return parser.parse_args(list(argv))
-
-
-def _shape_flags(root, *extra):
-    return ['--data-root', f'{root}/', '--train-ann', 'annotations/train.json', '--val-ann',
-            'annotations/val.json', '--img-prefix', 'images/', *extra]
+    return write_shapes(tmp_path_factory.mktemp('shapes'))
 
 
 def test_flags_reach_every_loader_evaluator_and_head(shapes):
-    cfg = load_config(MASK_RCNN, data_args=_args(*_shape_flags(shapes, '--classes',
+    cfg = load_config(MASK_RCNN, data_args=data_args(*shape_flags(shapes, '--classes',
                                                                 'from-json')))
     names = tuple(name for name, _, _ in SHAPE_CLASSES)
     for split, ann in (('train', 'train'), ('val', 'val'), ('test', 'val')):
@@ -67,7 +53,7 @@ def test_flags_reach_every_loader_evaluator_and_head(shapes):
 
 
 def test_list_of_evaluators_and_semantic_head(shapes):
-    cfg = load_config(DETSEG, data_args=_args(*_shape_flags(shapes, '--test-ann',
+    cfg = load_config(DETSEG, data_args=data_args(*shape_flags(shapes, '--test-ann',
                                                             'annotations/train.json')))
     files = {key: m.get('ann_file') for key, m in split_evaluators(cfg, 'test')}
     assert files['test_evaluator[0]'] == f'{shapes}/annotations/train.json'
@@ -79,7 +65,7 @@ def test_list_of_evaluators_and_semantic_head(shapes):
 def test_prefix_per_split_classes_by_name_and_block(shapes):
     cfg = Config.fromfile(DEMO)
     cfg.data = dict(root=f'{shapes}/', val_ann='annotations/val.json', classes=['a', 'b'])
-    options = apply_data_options(cfg, _args('--img-prefix', 'tr/', 'va/',
+    options = apply_data_options(cfg, data_args('--img-prefix', 'tr/', 'va/',
                                             '--classes', 'x', 'y', 'z'))
     assert options['classes'] == ['x', 'y', 'z']  # the flag wins over the block
     assert [split_datasets(cfg, s)[0][1].data_prefix.img for s in ('train', 'val', 'test')] \
@@ -92,7 +78,7 @@ def test_prefix_per_split_classes_by_name_and_block(shapes):
 
 
 def test_img_scale_moves_train_jitter_and_test_resize_together():
-    cfg = load_config(DEMO, data_args=_args('--img-scale', '512', '384'))
+    cfg = load_config(DEMO, data_args=data_args('--img-scale', '512', '384'))
     train = {s['type']: s for s in split_datasets(cfg, 'train')[0][1].pipeline}
     test = {s['type']: s for s in split_datasets(cfg, 'test')[0][1].pipeline}
     assert tuple(train['ScaleJitter']['scale']) == (512, 384)
@@ -115,7 +101,7 @@ def test_base_variable_override_is_caught(shapes):
 
 
 def test_missing_dataset_hint_names_the_evaluator(tmp_path):
-    cfg = load_config(DEMO, data_args=_args('--data-root', f'{tmp_path}/nowhere/'))
+    cfg = load_config(DEMO, data_args=data_args('--data-root', f'{tmp_path}/nowhere/'))
     with pytest.raises(DatasetNotFoundError) as info:
         check_dataset_paths(cfg, ('test', ))
     message = str(info.value)
@@ -127,7 +113,7 @@ def test_classes_from_json_without_categories(tmp_path):
     (tmp_path / 'a.json').write_text(json.dumps(dict(images=[], annotations=[])))
     cfg = Config.fromfile(DEMO)
     with pytest.raises(ValueError, match='has no categories'):
-        apply_data_options(cfg, _args('--data-root', str(tmp_path), '--train-ann', 'a.json',
+        apply_data_options(cfg, data_args('--data-root', str(tmp_path), '--train-ann', 'a.json',
                                       '--classes', 'from-json'))
 
 
@@ -151,7 +137,7 @@ def test_scale_jitter_is_around_the_native_size():
 
 
 def test_window_reads_every_split_with_the_medical_loader():
-    cfg = load_config(DEMO, data_args=_args('--window', 'percentile'))
+    cfg = load_config(DEMO, data_args=data_args('--window', 'percentile'))
     for split in ('train', 'val', 'test'):
         first = split_datasets(cfg, split)[0][1].pipeline[0]
         assert first == dict(type='LoadMedicalImageFromFile', window='percentile')
@@ -180,7 +166,7 @@ def test_window_keeps_the_loader_arguments_and_fixed_needs_a_range():
                                                           ignore_empty=True)
     with pytest.raises(ValueError, match=r"value_range=\(min, max\).*data = dict\(window=dict"
                        r"\(window='fixed', value_range="):
-        apply_data_options(cfg, _args('--window', 'fixed'))
-    apply_data_options(cfg, _args('--window', 'minmax'))
+        apply_data_options(cfg, data_args('--window', 'fixed'))
+    apply_data_options(cfg, data_args('--window', 'minmax'))
     assert split_datasets(cfg, 'train')[0][1].pipeline[0] == dict(
         type='LoadMedicalImageFromFile', ignore_empty=True, window='minmax')

@@ -1,14 +1,12 @@
 """The dataset check reports counts and object sizes after the pipelines, and warns when
 training sees objects at another scale than testing (AP 0 with a falling loss)."""
-import argparse
 import json
 
 import pytest
 
 from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
-from effdet_plugin.datasets.shapes import write_shapes_coco
 from effdet_plugin.engine.cli import load_config
-from effdet_plugin.engine.data_options import add_data_args
+from tests.engine.data_helpers import data_args, shape_flags, write_shapes
 from tools.analysis import check_dataset
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
@@ -16,20 +14,15 @@ DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    write_shapes_coco(root, num_train=4, num_val=2)
-    return root
+    return write_shapes(tmp_path_factory.mktemp('shapes'))
 
 
 def _flags(root, *extra):
-    return ['--data-root', f'{root}/', '--train-ann', 'annotations/train.json', '--val-ann',
-            'annotations/val.json', '--img-prefix', 'images/', '--classes', 'from-json', *extra]
+    return shape_flags(root, '--classes', 'from-json', *extra)
 
 
 def _cfg(root, *extra):
-    parser = argparse.ArgumentParser()
-    add_data_args(parser)
-    return load_config(DEMO, data_args=parser.parse_args(_flags(root, *extra)))
+    return load_config(DEMO, data_args=data_args(*_flags(root, *extra)))
 
 
 def test_native_jitter_agrees_with_native_test(shapes):

@@ -1,0 +1,27 @@
+"""A tiny shapes dataset in COCO format and the data flags that point a config at it, for the
+data-option and dataset-check tests."""
+import argparse
+from pathlib import Path
+from typing import List
+
+from effdet_plugin.datasets.shapes import write_shapes_coco
+from effdet_plugin.engine.data_options import add_data_args
+
+
+def write_shapes(root: Path) -> Path:
+    """4 training and 2 validation images (annotations/*.json, images/) under ``root``."""
+    write_shapes_coco(root, num_train=4, num_val=2)
+    return root
+
+
+def data_args(*argv) -> argparse.Namespace:
+    """The flags of :func:`add_data_args`, parsed."""
+    parser = argparse.ArgumentParser()
+    add_data_args(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+def shape_flags(root: Path, *extra) -> List[str]:
+    """Flags naming the shapes dataset at ``root`` (classes left to the config)."""
+    return ['--data-root', f'{root}/', '--train-ann', 'annotations/train.json', '--val-ann',
+            'annotations/val.json', '--img-prefix', 'images/', *extra]
