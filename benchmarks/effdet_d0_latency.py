@@ -23,20 +23,24 @@ hit all variants alike; medians over ``--repeats`` rounds after ``--warmup``.
 import argparse
 import contextlib
 import copy
+import os.path as osp
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List
 
 import torch
 import torch.nn as nn
-from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.utils import register_all_modules
-from mmengine.config import Config, ConfigDict
 
-import effdet_plugin  # noqa: F401
-from effdet_plugin.converters.effdet_checkpoint import convert_effdet_checkpoint
-from effdet_plugin.converters.parity import realistic_effdet_predictions
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmdet.registry import MODELS  # noqa: E402
+from mmdet.structures import DetDataSample  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
+from mmengine.config import Config, ConfigDict  # noqa: E402
+
+import effdet_plugin  # noqa: E402,F401
+from benchmarks.parity import realistic_effdet_predictions  # noqa: E402
+from effdet_plugin.converters import convert_effdet_checkpoint  # noqa: E402
 
 CONFIG = 'configs/effdet_b0_coco.py'
 SIZE = 512

@@ -13,7 +13,7 @@ Examples::
 
 The official models have 90 class slots (COCO category ids 1..90); by default the class
 predictor is reduced to mmdet's 80 COCO classes in ``CocoDataset`` order (see
-:mod:`effdet_plugin.converters.effdet_checkpoint`), so the checkpoint works with the config as
+:mod:`effdet_plugin.converters.efficientdet`), so the checkpoint works with the config as
 it is. The output is ``{'state_dict', 'meta'}`` with ``backbone.``/``neck.``/``bbox_head.`` keys
 for ``SingleStageDetector``; the script prints the config to use and any settings it needs.
 """
@@ -23,12 +23,14 @@ import sys
 
 import torch
 
-from effdet_plugin.converters.effdet_checkpoint import (
+from effdet_plugin.converters import (
+    CheckpointReadError,
     convert_effdet_checkpoint,
-    parse_effdet_name,
+    read_checkpoint,
     save_checkpoint,
+    unwrap_state_dict,
 )
-from effdet_plugin.converters.loading import CheckpointReadError, read_checkpoint, unwrap_state_dict
+from effdet_plugin.converters.efficientdet import parse_effdet_name
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -102,6 +104,9 @@ def main(argv=None) -> int:
     print(f'wrote {args.dst}')
     options = ' '.join(f'{k}={v}'.replace(' ', '') for k, v in meta['cfg_options'].items())
     print(f'config: {meta["config"]}')
+    pre = meta['preprocessing']
+    print(f"input:  mean={pre['mean']}, std={pre['std']}, bgr_to_rgb={pre['to_rgb']} (as the "
+          f'weights were trained; PretrainedInputCheckHook warns on a config that differs)')
     if options:
         print(f'with:   --cfg-options {options}')
     print(f'e.g.    python tools/test.py {meta["config"]} {args.dst}' +

@@ -31,7 +31,7 @@ from effdet_plugin.converters import (
     convert_efficientnet,
     convert_lite_package,
     read_checkpoint,
-    save_converted,
+    save_checkpoint,
     unwrap_state_dict,
 )
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
             state_dict = unwrap_state_dict(read_checkpoint(args.src))
             result = convert_efficientnet(state_dict, args.source, arch=args.arch,
                                           tf_ported=args.tf_ported or None)
-            save_converted(result, dst, prefix=args.prefix)
+            save_checkpoint(result.checkpoint(args.prefix), dst)
     except (ArchMismatchError, CheckpointReadError, FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

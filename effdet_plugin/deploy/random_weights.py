@@ -3,7 +3,20 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..converters.parity import randomize_bn_stats
+
+def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN layer random affine parameters and running statistics, so that a parity
+    check also covers the BN buffers (fresh models have mean 0 / var 1, which hide swaps)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    return model
 
 
 @torch.no_grad()

@@ -7,11 +7,14 @@ changes the outputs. Nothing is downloaded.
 import copy
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import effdet
 import pytest
 import torch
 import torch.nn as nn
+from effdet.config.model_config import efficientdet_model_param_dict
+from effdet.data import resolve_input_config
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
@@ -19,13 +22,15 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 
-from effdet_plugin.converters.effdet_checkpoint import (
+from benchmarks.parity import realistic_effdet_predictions
+from effdet_plugin.converters.efficientdet import (
     COCO80_CATEGORY_IDS,
     config_overrides,
+    effdet_preprocessing,
     infer_variant,
     parse_effdet_name,
 )
-from effdet_plugin.converters.parity import realistic_effdet_predictions
+from effdet_plugin.engine.hooks import PretrainedInputCheckHook
 from effdet_plugin.models.utils import checkpoint_classes
 
 register_all_modules()
@@ -113,6 +118,44 @@ def test_meta_and_config_hints(converted):
     assert lite_cfg.model.neck.act_cfg.type == lite_cfg.model.bbox_head.act_cfg.type == 'ReLU6'
     # AdvProp D weights were trained on [-1, 1] inputs too; the D configs are not
     assert config_overrides('d2', 80, advprop=True)['model.data_preprocessor.mean'] == [127.5] * 3
+
+
+def _official_names():
+    """effdet's TF-ported models that have a config here (lite3x has none)."""
+    return [n for n in efficientdet_model_param_dict
+            if n.startswith('tf_') and n != 'tf_efficientdet_lite3x']
+
+
+def test_preprocessing_is_what_effdet_feeds_each_official_model():
+    """meta['preprocessing'] (0-255 terms) equals effdet's own input config of each model:
+    ImageNet mean/std for D0-D7x, [-1, 1] for Lite and AdvProp (_ap)."""
+    for name in _official_names():
+        trained = resolve_input_config({}, effdet.get_efficientdet_config(name))
+        pre = effdet_preprocessing(*parse_effdet_name(name))
+        assert pre['mean'] == pytest.approx([255 * m for m in trained['mean']]), name
+        assert pre['std'] == pytest.approx([255 * s for s in trained['std']]), name
+        assert pre['to_rgb'] is True and pre['padding'] == 'tf_same'
+
+
+@pytest.mark.parametrize('name', ['tf_efficientdet_d0', 'tf_efficientdet_lite0'])
+def test_written_preprocessing_is_checked_by_the_hook(converted, name, log_records):
+    """The file the tool wrote records the input; PretrainedInputCheckHook reads it: silent
+    for the config the meta names, a warning naming the values to set for another input."""
+    _, ours, meta, path = converted[name]
+    assert meta['preprocessing'] == effdet_preprocessing(*parse_effdet_name(name))
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    hook = PretrainedInputCheckHook()
+    hook.after_load_checkpoint(SimpleNamespace(model=ours, _load_from=str(path)), checkpoint)
+    assert not [m for m in log_records if 'pretrained weights' in m]
+    other = 'tf_efficientdet_lite0' if name == 'tf_efficientdet_d0' else 'tf_efficientdet_d0'
+    # the same backbone fed as the other variant's config feeds its input
+    wrong = SimpleNamespace(backbone=ours.backbone,
+                            data_preprocessor=converted[other][1].data_preprocessor)
+    hook.after_load_checkpoint(SimpleNamespace(model=wrong, _load_from=str(path)), checkpoint)
+    warned = [m for m in log_records if 'pretrained weights' in m]
+    expected = [round(v, 4) for v in meta['preprocessing']['mean']]
+    assert len(warned) == 1 and str(path) in warned[0]
+    assert f'model.data_preprocessor.mean={expected}'.replace(' ', '') in warned[0]
 
 
 def _effdet_detections(ref, x):

@@ -8,8 +8,8 @@ import timm
 import torch
 import torchvision
 
+from benchmarks.parity import converted_pair, layer_diffs, reference_layers
 from effdet_plugin.converters import convert_efficientnet
-from effdet_plugin.converters.parity import converted_pair, layer_diffs, reference_layers
 from effdet_plugin.models.backbones import EffNet
 
 TOL = 1e-5

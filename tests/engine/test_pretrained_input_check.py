@@ -11,10 +11,10 @@ from effdet_plugin.converters import (
     IMAGENET_STD,
     LITE_MEAN,
     LITE_STD,
-    checkpoint_preprocessing,
     expected_preprocessing,
 )
 from effdet_plugin.engine.hooks import PretrainedInputCheckHook, pretrained_input_check_hook
+from effdet_plugin.engine.hooks.pretrained_input_check_hook import checkpoint_preprocessing
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / 'configs').rglob('*.py')
@@ -83,12 +83,12 @@ def _warnings(monkeypatch):
 
 
 def test_hook_warns_with_what_to_set_for_init_cfg_and_load_from(tmp_path, monkeypatch):
-    from effdet_plugin.converters import convert_efficientnet, save_converted
+    from effdet_plugin.converters import convert_efficientnet, save_checkpoint
     from effdet_plugin.models.backbones import EffNet
     net = EffNet('lite0', out_indices=(3, 5, 7), padding='tf_same')
     converted = convert_efficientnet(net.state_dict(), 'effnet', arch='lite0')
     converted.preprocessing = expected_preprocessing('effnet-pytorch', 'lite0')
-    path = save_converted(converted, str(tmp_path / 'lite0.pth'))
+    path = save_checkpoint(converted.checkpoint(), str(tmp_path / 'lite0.pth'))
 
     config = 'configs/medical/effdet-lite0_nuclei.py'
     wrong = _model(config, mean=IMAGENET_MEAN, std=IMAGENET_STD)

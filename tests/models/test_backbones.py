@@ -12,7 +12,7 @@ from mmengine.model import revert_sync_batchnorm
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import effdet_plugin  # noqa: F401  (registers the components)
-from effdet_plugin.converters.parity import randomize_bn_stats
+from effdet_plugin.deploy.random_weights import randomize_bn_stats
 from effdet_plugin.models.backbones import B0_STAGES, EffNet, list_archs
 from effdet_plugin.models.utils import get_net_scale, round_filters, round_repeats
 

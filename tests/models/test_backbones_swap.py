@@ -9,7 +9,7 @@ from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from effdet_plugin.converters import convert_efficientnet, save_converted
+from effdet_plugin.converters import convert_efficientnet, save_checkpoint
 
 SWAP = Path(__file__).resolve().parents[2] / 'configs' / 'swap'
 CONFIGS = sorted(p.name for p in SWAP.glob('*.py'))
@@ -67,7 +67,7 @@ def test_checkpoint_used_only_when_present(tmp_path, monkeypatch):
 
     import torchvision
     result = convert_efficientnet(torchvision.models.efficientnet_b0().state_dict())
-    save_converted(result, 'checkpoints/efficientnet_b0_torchvision.pth')
+    save_checkpoint(result.checkpoint(), 'checkpoints/efficientnet_b0_torchvision.pth')
     cfg = Config.fromfile(str(SWAP / name))
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'
     model = MODELS.build(cfg.model)

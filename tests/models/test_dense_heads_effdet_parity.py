@@ -10,7 +10,7 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 
 import effdet_plugin  # noqa: F401  (registers the components)
-from effdet_plugin.converters.effdet_converter import convert_effdet_state_dict
+from effdet_plugin.converters import convert_effdet_state_dict
 from tests.models.head_settings import official_settings
 
 TOL = 1e-4
@@ -123,7 +123,6 @@ def test_full_size_parity(name, arch):
 
 def test_whole_d0_detector_parity_with_effnet_backbone():
     """Image in, raw outputs out: EffNet (TF padding) + neck + head vs tf_efficientdet_d0."""
-    from effdet_plugin.converters import convert_timm_efficientnet
     height, width = 128, 256
     ref = effdet.create_model('tf_efficientdet_d0', pretrained=False, pretrained_backbone=False,
                               image_size=(height, width)).eval()
@@ -144,8 +143,7 @@ def test_whole_d0_detector_parity_with_effnet_backbone():
         dict(type='EffBiFPN', in_channels=det.backbone.out_channels, arch='d0'))
     det.bbox_head = MODELS.build(
         dict(type='EffDetHead', num_classes=90, arch='d0', **official_settings()))
-    state = convert_effdet_state_dict(ref.state_dict(),
-                                      backbone_converter=convert_timm_efficientnet)
+    state = convert_effdet_state_dict(ref.state_dict(), with_backbone=True)
     result = det.load_state_dict(state, strict=False)
     assert not result.unexpected_keys
     # a detector backbone stops at the last stage: only EffNet's 1x1 head conv is left

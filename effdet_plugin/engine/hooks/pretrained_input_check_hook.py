@@ -1,14 +1,77 @@
 """Warn when a model normalises its input differently from what its pretrained weights expect."""
 import logging
-from typing import Iterator, Mapping, Optional, Tuple
+from typing import Dict, Iterator, Mapping, Optional, Tuple
 
+import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ...converters.loading import checkpoint_preprocessing, preprocessing_mismatch, read_checkpoint
+from ...converters import SOURCES, expected_preprocessing, read_checkpoint
+
+
+def checkpoint_preprocessing(meta: Optional[Mapping]) -> dict:
+    """The input normalisation and padding a checkpoint's ``meta`` says its weights expect.
+
+    The converters (``tools/convert_weights.py``, ``tools/convert_effdet_weights.py``) write
+    ``meta['preprocessing']``; older EfficientNet conversions only their ``source``, ``arch``
+    and ``backbone_cfg``, from which it is derived. Anything else (a detector trained with
+    mmengine, no meta): empty dict.
+    """
+    meta = meta or {}
+    if meta.get('preprocessing'):
+        return dict(meta['preprocessing'])
+    if meta.get('source') in SOURCES and meta.get('arch'):
+        padding = (meta.get('backbone_cfg') or {}).get('padding')
+        tf_ported = None if padding is None else padding == 'tf_same'
+        return expected_preprocessing(meta['source'], meta['arch'], tf_ported)
+    return {}
+
+
+def _as_list(values) -> list:
+    return [round(float(v), 4) for v in torch.as_tensor(values).flatten()]
+
+
+def preprocessing_mismatch(expected: Mapping, data_preprocessor: nn.Module,
+                           backbone: Optional[nn.Module] = None) -> Dict[str, tuple]:
+    """Settings of a model that differ from what its pretrained weights expect.
+
+    Args:
+        expected (Mapping): ``mean``, ``std``, ``to_rgb`` and ``padding`` (any subset), e.g.
+            from :func:`checkpoint_preprocessing`.
+        data_preprocessor (nn.Module): The model's (mmdet ``DetDataPreprocessor``-like)
+            preprocessor, with ``mean``/``std`` buffers and ``_channel_conversion``.
+        backbone (nn.Module, optional): Backbone whose ``padding`` attribute is compared.
+
+    Returns:
+        dict: Config key (``'model.data_preprocessor.mean'``, ...) to (expected, actual), for
+        every setting that differs; empty when they agree.
+    """
+    normalizes = getattr(data_preprocessor, '_enable_normalize', False)
+    actual = dict(
+        mean=_as_list(data_preprocessor.mean) if normalizes else None,
+        std=_as_list(data_preprocessor.std) if normalizes else None,
+        bgr_to_rgb=bool(getattr(data_preprocessor, '_channel_conversion', False)))
+    wanted = dict(mean=expected.get('mean'), std=expected.get('std'),
+                  bgr_to_rgb=expected.get('to_rgb'))
+    diffs = {}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        if key in ('mean', 'std'):
+            value = _as_list(value)
+            same = actual[key] is not None and len(actual[key]) in (1, len(value)) and all(
+                abs(a - b) < 1e-3 for a, b in zip(actual[key] * len(value), value))
+        else:
+            same = actual[key] == value
+        if not same:
+            diffs[f'model.data_preprocessor.{key}'] = (value, actual[key])
+    padding = getattr(backbone, 'padding', None)
+    if expected.get('padding') and padding is not None and padding != expected['padding']:
+        diffs['model.backbone.padding'] = (expected['padding'], padding)
+    return diffs
 
 
 def pretrained_checkpoints(model: nn.Module) -> Iterator[Tuple[str, str]]:
@@ -44,7 +107,8 @@ def input_mismatch_message(model: nn.Module, meta: Optional[Mapping], origin: st
 class PretrainedInputCheckHook(Hook):
     """Compare the model's ``data_preprocessor`` (and backbone padding) with the input the
     pretrained weights expect, as recorded in their checkpoint ``meta['preprocessing']`` by
-    ``tools/convert_weights.py`` (older conversions: derived from their source and arch).
+    ``tools/convert_weights.py`` and ``tools/convert_effdet_weights.py`` (older conversions:
+    derived from their source and arch).
 
     Checks every ``Pretrained`` ``init_cfg`` of the model when training starts, and every
     checkpoint loaded by the runner (``load_from``). A mismatch is logged as a warning that

@@ -1,31 +1,17 @@
-"""Check a converted ``EffNet`` against the network its weights came from, layer by layer.
+"""Check converted weights against the network they came from: ``EffNet`` layer by layer,
+and random effdet models that predict like trained ones.
 
-Used by the parity tests and ``benchmarks/backbone_parity.py``; handy after converting any
-new checkpoint too.
+Used by the converter tests and the benchmarks (``backbone_parity.py``, the latency
+benchmarks); handy after converting any new checkpoint too.
 """
 from typing import Callable, List, Optional
 
 import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models.backbones import EffNet
-from .efficientnet import convert_efficientnet
-
-
-def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BN layer random affine parameters and running statistics, so that a parity
-    check also covers the BN buffers (fresh models have mean 0 / var 1, which hide swaps)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-    return model
+from effdet_plugin.converters import convert_efficientnet
+from effdet_plugin.deploy.random_weights import randomize_bn_stats
+from effdet_plugin.models.backbones import EffNet
 
 
 def realistic_effdet_predictions(model: nn.Module, image_size: int = 512,
