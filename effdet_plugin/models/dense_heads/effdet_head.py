@@ -121,7 +121,7 @@ class EffDetHead(AnchorHead):
         if anchor_generator is None:
             anchor_generator = dict(
                 type='EffDetAnchorGenerator',
-                strides=[2**level for level in range(scale.min_level, scale.max_level + 1)],
+                strides=scale.strides,
                 octave_base_scale=scale.anchor_scale,
                 scales_per_octave=3)
         check_test_cfg(test_cfg)

@@ -9,7 +9,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..layers import SeparableConvModule
-from ..utils.scaling import get_det_scale
+from ..utils.scaling import get_det_scale, level_strides
 from .bifpn_layers import LevelResample, WeightedFusion
 
 
@@ -174,7 +174,7 @@ class EffBiFPN(BaseModule):
         if num_extra < 0:
             raise ValueError(f'{len(self.in_channels)} inputs exceed the {self.num_outs} '
                              f'levels {self.min_level}..{self.max_level}')
-        self.strides = [2**level for level in range(self.min_level, self.max_level + 1)]
+        self.strides = level_strides(self.min_level, self.max_level)
 
         conv_kwargs = dict(conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         bias = True if redundant_bias else 'auto'

@@ -95,7 +95,7 @@ class EffDetSegHead(BaseSemanticHead):
         in_channels = scale.fpn_channels if in_channels is None else in_channels
         feat_channels = in_channels if feat_channels is None else feat_channels
         if featmap_strides is None:
-            featmap_strides = [2**level for level in range(scale.min_level, scale.max_level + 1)]
+            featmap_strides = scale.strides
         in_levels = tuple(in_levels)
         self.featmap_strides = tuple(featmap_strides)
         if (not in_levels or list(in_levels) != sorted(set(in_levels))

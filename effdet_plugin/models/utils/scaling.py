@@ -6,7 +6,7 @@ resolution) asks this module; no other file retypes a multiplier.
 import math
 import re
 from dataclasses import dataclass
-from typing import Dict, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 # Paper's compound-scaling bases: depth alpha^phi, width beta^phi, resolution gamma^phi.
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15
@@ -114,6 +114,16 @@ class DetScale:
     fusion: str = 'fast'  # 'fast' (fast normalized), 'softmax' or 'sum'
     min_level: int = 3
     max_level: int = 7
+
+    @property
+    def strides(self) -> List[int]:
+        """Strides of the pyramid levels, finest first (what neck and heads are built for)."""
+        return level_strides(self.min_level, self.max_level)
+
+
+def level_strides(min_level: int, max_level: int) -> List[int]:
+    """Strides of the pyramid levels ``min_level..max_level``: level ``l`` has stride ``2**l``."""
+    return [2**level for level in range(min_level, max_level + 1)]
 
 
 EFFICIENTDET_SCALES: Dict[str, DetScale] = {
