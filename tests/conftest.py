@@ -3,21 +3,24 @@
 The dataset is written once per session; every test gets its own config (and work dir), so
 tests can mutate configs freely. Everything is sized to train in seconds on a 2-core CPU.
 """
+import contextlib
 import copy
 import json
+import logging
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Optional
+from typing import Callable, Iterator, List, Optional
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 TINY_CLASSES = ('white_box', 'red_box')
 # BGR colours per class: distinct so that a detector can actually learn them.
@@ -258,3 +261,30 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
                               timeout=timeout)
 
     return run
+
+
+class LogMessages(logging.Handler):
+    """Keeps the message of every record at ``level`` or above in ``messages``.
+
+    mmengine's loggers do not propagate to the root logger, so pytest's ``caplog`` misses them.
+    """
+
+    def __init__(self, level: int = logging.NOTSET):
+        super().__init__(level)
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def log_messages(logger: Optional[logging.Logger] = None,
+                 level: int = logging.NOTSET) -> Iterator[List[str]]:
+    """The messages ``logger`` (default: mmengine's current logger) emits inside the block."""
+    logger = logger or MMLogger.get_current_instance()
+    handler = LogMessages(level)
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 from mmdet.utils import register_all_modules
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import effdet_plugin  # noqa: F401  (registers RobustCocoDataset, LoadMedicalImageFromFile)
 from effdet_plugin.datasets.checks import AnnotationError
 from effdet_plugin.datasets.image_io import ImageReadError
+from tests.conftest import log_messages
 
 register_all_modules(init_default_scope=False)  # mmdet's own transforms, by name
 
@@ -27,23 +27,11 @@ def _mmdet_scope():
         yield
 
 
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def logged():
     """Warnings that reach the run's log (mmengine's current logger)."""
-    logger = MMLogger.get_current_instance()
-    handler = _Records()
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
+    with log_messages(level=logging.WARNING) as messages:
+        yield messages
 
 
 @pytest.fixture

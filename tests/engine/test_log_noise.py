@@ -1,6 +1,5 @@
 """Fine-tuning logs say what matters: no warning per frozen tensor, no 'unexpected key' for
 backbone layers that are deliberately not built."""
-import logging
 
 import torch
 from mmengine.logging import MMLogger
@@ -9,20 +8,12 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.models.backbones import EffNet
-
-
-class _Records(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
+from tests.conftest import LogMessages
 
 
 def _logger_records(name):
     logger = MMLogger.get_instance(name)
-    records = _Records()
+    records = LogMessages()
     logger.addHandler(records)
     return logger, records
 
