@@ -7,17 +7,27 @@ exporter can trace (any batch size): candidates by a top-k over the logits (``nm
 level or per image, as ``test_cfg.nms_pre_scope`` says), ``score_thr``, mmdet's box decoding
 clipped to the input, ``min_bbox_size``, ONNX ``NonMaxSuppression`` per class and the
 ``max_per_img`` best.
+
+Height and width can be dynamic too (``dynamic_hw``): the anchor grid is computed from the
+maps' shapes in the graph, and TF-"SAME" padding layers are traced with the constant padding
+they apply to every input divisible by their stride (:func:`static_same_padding`).
 """
+import contextlib
 import json
 import logging
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import Conv2dAdaptivePadding
 from mmcv.ops import batched_nms
 from mmengine.logging import print_log
 from torch import Tensor
+
+from ..models.necks.bifpn_layers import MaxPool2dSame
 
 # Logit of the padding candidates: its sigmoid is exactly 0 in float32, below any score_thr.
 PAD_LOGIT = -1e4
@@ -57,6 +67,64 @@ class _NonMaxSuppression(torch.autograd.Function):
             g.op('Constant', value_t=torch.tensor([max_per_class], dtype=torch.long)),
             g.op('Constant', value_t=torch.tensor([iou_thr], dtype=torch.float)),
             g.op('Constant', value_t=torch.tensor([score_thr], dtype=torch.float)))
+
+
+def _same_pads(kernel: Sequence[int], stride: Sequence[int],
+               dilation: Sequence[int] = (1, 1)) -> List[int]:
+    """TF-"SAME" padding of an input whose height and width are multiples of the stride, in
+    ``F.pad`` order (left, right, top, bottom): it does not depend on the size then."""
+    pads = []
+    for k, s, d in reversed(list(zip(kernel, stride, dilation))):  # width first
+        total = max((k - 1) * d + 1 - s, 0)
+        pads += [total // 2, total - total // 2]
+    return pads
+
+
+def _check_divisible(module: nn.Module, x: Tensor, stride: Sequence[int]) -> None:
+    if x.shape[-2] % stride[0] or x.shape[-1] % stride[1]:
+        raise ValueError(f'{type(module).__name__} with stride {tuple(stride)} got a '
+                         f'{x.shape[-2]}x{x.shape[-1]} map: export with an input size that is '
+                         "a multiple of the config's pad_size_divisor")
+
+
+def _static_conv(module: Conv2dAdaptivePadding, pads: List[int], x: Tensor) -> Tensor:
+    _check_divisible(module, x, module.stride)
+    return F.conv2d(F.pad(x, pads), module.weight, module.bias, module.stride, 0,
+                    module.dilation, module.groups)
+
+
+def _static_pool(module: MaxPool2dSame, pads: List[int], x: Tensor) -> Tensor:
+    _check_divisible(module, x, (module.stride, module.stride))
+    return F.max_pool2d(F.pad(x, pads, value=float('-inf')), module.kernel_size, module.stride)
+
+
+@contextlib.contextmanager
+def static_same_padding(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the context, TF-"SAME" layers of ``model`` (mmcv's ``Conv2dAdaptivePadding``,
+    :class:`MaxPool2dSame`) pad by constants.
+
+    They compute their padding from the input size at run time; traced, that arithmetic
+    mixes constants with the traced size and crops every other size back to the traced
+    one. For an input divisible by the stride (every level of an input that is a multiple
+    of ``pad_size_divisor``) the padding is a constant, the same as theirs, so the traced
+    graph accepts any such size. A map that is not divisible raises ``ValueError``.
+    """
+    patched = []
+    for module in model.modules():
+        if isinstance(module, Conv2dAdaptivePadding):
+            pads = _same_pads(module.kernel_size, module.stride, module.dilation)
+            module.forward = partial(_static_conv, module, pads)
+        elif isinstance(module, MaxPool2dSame):
+            pads = _same_pads((module.kernel_size, ) * 2, (module.stride, ) * 2)
+            module.forward = partial(_static_pool, module, pads)
+        else:
+            continue
+        patched.append(module)
+    try:
+        yield model
+    finally:
+        for module in patched:
+            del module.forward  # the class's forward again
 
 
 def hard_nms_iou(nms_cfg: dict) -> float:
@@ -250,7 +318,8 @@ def export_onnx(detector: nn.Module,
                 dynamic: bool = False,
                 with_nms: bool = True,
                 opset: int = 17,
-                metadata: Optional[Dict[str, str]] = None) -> List[str]:
+                metadata: Optional[Dict[str, str]] = None,
+                dynamic_hw: bool = False) -> List[str]:
     """Export ``detector`` to ``out_file`` and check it with ``onnx.checker``.
 
     Args:
@@ -260,6 +329,9 @@ def export_onnx(detector: nn.Module,
             largest stride (the config's ``pad_size_divisor``).
         batch_size (int): Traced batch size. Defaults to 1.
         dynamic (bool): The batch size is a dynamic axis. Defaults to False.
+        dynamic_hw (bool): Height and width are dynamic axes too: the file then takes any
+            size that is a multiple of the largest stride (``pad_size_divisor``). Needs a
+            positive ``test_cfg.nms_pre`` with NMS. Defaults to False.
         with_nms (bool): Detections after NMS, else the raw maps. Defaults to True.
         opset (int): ONNX opset (``NonMaxSuppression`` needs 10 or more). Defaults to 17.
         metadata (dict[str, str], optional): ``metadata_props`` to store. Defaults to None.
@@ -271,14 +343,22 @@ def export_onnx(detector: nn.Module,
     detector.eval()
     model = EffDetExportModel(detector, with_nms=with_nms).eval()
     names = model.output_names
+    if dynamic_hw and with_nms and model.bbox_head is not None and model.nms_pre <= 0:
+        raise ValueError('dynamic height and width need a positive test_cfg.nms_pre: without '
+                         'it every candidate is kept, a number that depends on the input size '
+                         'and would be fixed at the traced one; set nms_pre or export a fixed '
+                         'size')
     dummy = torch.zeros(batch_size, 3, *input_shape)
-    dynamic_axes = None
-    if dynamic:
-        # height and width stay fixed: the neck's resampling and TF-same padding are traced
-        # with the sizes of the traced input (python ints)
-        dynamic_axes = {'input': {0: 'batch'}}
-        dynamic_axes.update({name: {0: 'batch'} for name in names})
-    with torch.no_grad(), warnings.catch_warnings():
+    dynamic_axes = {name: {} for name in ['input'] + names}
+    for name, axes in dynamic_axes.items():
+        if dynamic:
+            axes[0] = 'batch'
+        spatial = name in ('input', 'seg_logits') or name.startswith(('cls_score_', 'bbox_pred_'))
+        if dynamic_hw and spatial:
+            suffix = name.rsplit('_', 1)[-1] if name.startswith(('cls', 'bbox')) else ''
+            axes.update({2: f'height{suffix}', 3: f'width{suffix}'})
+    dynamic_axes = {name: axes for name, axes in dynamic_axes.items() if axes} or None
+    with torch.no_grad(), warnings.catch_warnings(), static_same_padding(detector):
         # the tracer warns of every python value it fixes (shapes of the traced input)
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         warnings.simplefilter('ignore', UserWarning)

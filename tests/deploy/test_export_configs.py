@@ -1,5 +1,6 @@
 """Every EfficientDet config exports (random weights, 256x256 input) and runs in onnxruntime;
 the export CLI; segmentation configs export ``seg_logits``."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,16 @@ def test_segmentation_configs_export_seg_logits(name, outputs, tmp_path):
     result = run_exported(out)
     assert list(result) == outputs
     assert result['seg_logits'].shape == (1, 2, 256, 256)
+
+
+def test_dynamic_hw_cli(tmp_path):
+    """--dynamic-hw: D0 (TF-"SAME" padding) traced at 256x256 runs at 384x256; the metadata
+    then holds no fixed input shape, so preprocessing pads to the divisor instead."""
+    out = tmp_path / 'd0.onnx'
+    export_tool.main([str(REPO / 'configs/effdet_b0_coco.py'), 'none', '--out', str(out),
+                      '--shape', '256', '256', '--dynamic-hw', '--no-nms'])
+    outputs = run_exported(out, shape=(384, 256))
+    assert outputs['cls_score_0'].shape == (1, 9 * 80, 48, 32)
+    assert outputs['bbox_pred_4'].shape == (1, 9 * 4, 3, 2)
+    meta = ort.InferenceSession(str(out)).get_modelmeta().custom_metadata_map
+    assert json.loads(meta['effdet_preprocess'])['input_shape'] is None

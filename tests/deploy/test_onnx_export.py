@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn as nn
 from mmdet.structures.bbox import bbox_overlaps
 from mmengine.config import Config, ConfigDict
 
@@ -187,3 +188,83 @@ def test_soft_nms_exports_as_hard_nms_with_a_log_line(monkeypatch):
     assert len(logged) == 1
     with pytest.raises(ValueError, match="'nms'"):
         onnx_export.hard_nms_iou(dict(type='matrix_nms'))
+
+
+def test_dynamic_height_and_width(demo_export, tmp_path):
+    """A file traced at 128x128 takes other multiples of 128: raw maps of the right shapes
+    and detections that match EffDetHead's predict on them (anchors made in the graph)."""
+    model, _, batch, _ = demo_export
+    traced = (128, 128)
+    raw_file, nms_file = str(tmp_path / 'raw.onnx'), str(tmp_path / 'nms.onnx')
+    names = export_onnx(model, raw_file, traced, dynamic_hw=True, with_nms=False)
+    export_onnx(model, nms_file, traced, dynamic=True, dynamic_hw=True)
+    raw = ort.InferenceSession(raw_file, providers=['CPUExecutionProvider'])
+    nms = ort.InferenceSession(nms_file, providers=['CPUExecutionProvider'])
+    levels = len(names) // 2
+    for height, width in [(256, 256), (128, 256)]:
+        x = np.ascontiguousarray(batch[..., :height, :width])
+        outputs = dict(zip(names, raw.run(names, {'input': x})))
+        maps = ([outputs[f'cls_score_{i}'] for i in range(levels)],
+                [outputs[f'bbox_pred_{i}'] for i in range(levels)])
+        for ours, ref in zip(maps[0] + maps[1], sum(map(list, raw_maps(model, x)), [])):
+            assert ours.shape == tuple(ref.shape)
+            np.testing.assert_allclose(ours, ref.numpy(), atol=0.05)  # random-weight rounding
+        pair = np.concatenate([x, x[..., ::-1]])
+        boxes, scores, labels = nms.run(['boxes', 'scores', 'labels'], {'input': pair})
+        refs = predict_from_maps(model, *onnx_raw_maps(model, pair, str(tmp_path / 'r.onnx')),
+                                 (height, width))
+        for i, ref in enumerate(refs):
+            assert_same_detections(ref, boxes[i], scores[i], labels[i])
+        if width > traced[1]:  # boxes are clipped to the input, not to the traced size
+            assert boxes[..., 2].max() > traced[1]
+
+
+def test_dynamic_height_and_width_need_nms_pre(demo_export, tmp_path):
+    model, _, _, _ = demo_export
+    saved = model.bbox_head.test_cfg
+    model.bbox_head.test_cfg = ConfigDict(saved, nms_pre=-1)
+    try:
+        with pytest.raises(ValueError, match='positive test_cfg.nms_pre'):
+            export_onnx(model, str(tmp_path / 'x.onnx'), (128, 128), dynamic_hw=True)
+    finally:
+        model.bbox_head.test_cfg = saved
+
+
+def test_static_same_padding_equals_the_layers():
+    """The constant padding used for export is what the TF-"SAME" layers compute for sizes
+    divisible by their stride; other sizes are refused."""
+    from mmcv.cnn.bricks import Conv2dAdaptivePadding
+
+    from effdet_plugin.deploy.onnx_export import static_same_padding
+    from effdet_plugin.models.necks import MaxPool2dSame
+    torch.manual_seed(0)
+    layers = nn.Sequential(Conv2dAdaptivePadding(3, 4, 3, stride=2),
+                           Conv2dAdaptivePadding(4, 4, 5, stride=2, groups=4), MaxPool2dSame(3, 2))
+    x = torch.randn(1, 3, 48, 80)
+    expected = layers(x)
+    with static_same_padding(layers):
+        torch.testing.assert_close(layers(x), expected, atol=0, rtol=0)
+        with pytest.raises(ValueError, match='pad_size_divisor'):
+            layers(torch.randn(1, 3, 47, 80))
+    assert 'forward' not in vars(layers[0])  # restored
+
+
+def test_trained_demo_raw_maps_within_1e_4(nuclei_image, random_detector, tmp_path):
+    """The issue's 1e-4 bound on raw maps, onnxruntime vs PyTorch, holds for the trained
+    demo model (``make demo``). Random weights cannot show it: their float32 rounding grows
+    to ~1e-3..1e-2 through the layers (test_raw_maps_as_accurate_as_pytorch)."""
+    from mmengine.runner import load_checkpoint
+    checkpoint = REPO / 'work_dirs/demo/iter_400.pth'
+    if not checkpoint.is_file():
+        pytest.skip(f'no trained demo at {checkpoint} (make demo)')
+    cfg, model = random_detector(DEMO)
+    load_checkpoint(model, str(checkpoint), map_location='cpu', logger='silent')
+    model.eval()
+    batch, _ = preprocess(nuclei_image, mean=cfg.model.data_preprocessor.mean,
+                          std=cfg.model.data_preprocessor.std, to_rgb=True)
+    ours = onnx_raw_maps(model, batch, str(tmp_path / 'raw.onnx'))
+    ref = raw_maps(model, batch)
+    diffs = [float(np.abs(o - r.numpy()).max()) for kind in range(2)
+             for o, r in zip(ours[kind], ref[kind])]
+    print(f'trained demo, raw maps onnxruntime vs PyTorch: max |diff| {max(diffs):.1e}')
+    assert max(diffs) <= 1e-4, diffs

@@ -12,8 +12,8 @@ from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy.random_weights import realistic_random_detector
-from effdet_plugin.engine import memory_format
 from effdet_plugin.engine.memory_format import set_inference_memory_format
+from tests.conftest import log_messages
 
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
 SIZE = 256
@@ -47,12 +47,11 @@ def backbone_input_formats(model):
     return seen
 
 
-def test_channels_last_gives_the_same_detections(detector_and_batch, monkeypatch):
+def test_channels_last_gives_the_same_detections(detector_and_batch):
     model, data = detector_and_batch
-    logged = []
-    monkeypatch.setattr(memory_format, 'print_log', lambda msg, **kwargs: logged.append(msg))
     fast = copy.deepcopy(model)
-    assert set_inference_memory_format(fast) == 'channels_last'
+    with log_messages() as logged:
+        assert set_inference_memory_format(fast) == 'channels_last'
     assert len(logged) == 1 and 'channels-last' in logged[0]
     conv = fast.backbone.layers[0].conv.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
@@ -68,12 +67,11 @@ def test_channels_last_gives_the_same_detections(detector_and_batch, monkeypatch
     torch.testing.assert_close(out.bboxes, ref.bboxes, atol=1e-3, rtol=0)
 
 
-def test_opt_out_keeps_the_format(detector_and_batch, monkeypatch):
+def test_opt_out_keeps_the_format(detector_and_batch):
     model, data = detector_and_batch
-    logged = []
-    monkeypatch.setattr(memory_format, 'print_log', lambda msg, **kwargs: logged.append(msg))
     plain = copy.deepcopy(model)
-    assert set_inference_memory_format(plain, channels_last=False) == 'contiguous'
+    with log_messages() as logged:
+        assert set_inference_memory_format(plain, channels_last=False) == 'contiguous'
     assert len(logged) == 1 and 'NCHW' in logged[0]
     assert plain.backbone.layers[0].conv.weight.is_contiguous()
     seen = backbone_input_formats(plain)

@@ -10,6 +10,9 @@ Examples:
     python tools/deploy/export_onnx.py configs/effdet_b0_coco.py d0.pth --out d0.onnx
     python tools/deploy/export_onnx.py configs/demo/effdet_lite0_nuclei.py \
         work_dirs/demo/iter_400.pth --out demo.onnx --shape 256 1024
+    # any batch, height and width (multiples of the config's pad_size_divisor)
+    python tools/deploy/export_onnx.py configs/effdet_b0_coco.py d0.pth --out d0_any.onnx \
+        --dynamic --dynamic-hw
 """
 import argparse
 import json
@@ -31,8 +34,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help="input height and width; defaults to the test pipeline's Resize "
                         'scale rounded up to pad_size_divisor')
-    parser.add_argument('--dynamic', action='store_true',
-                        help='dynamic batch size (height and width are always fixed)')
+    parser.add_argument('--dynamic', action='store_true', help='dynamic batch size')
+    parser.add_argument('--dynamic-hw', action='store_true',
+                        help='dynamic height and width: any multiple of pad_size_divisor (--shape '
+                        'is then only the traced size); needs a positive test_cfg.nms_pre')
     parser.add_argument('--batch', type=int, default=1, help='batch size of a fixed-shape file')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 11)')
     parser.add_argument('--no-nms', action='store_true',
@@ -78,10 +83,12 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     names = export_onnx(
         model, args.out, shape, batch_size=args.batch, dynamic=args.dynamic,
-        with_nms=not args.no_nms, opset=args.opset,
-        metadata=preprocess_metadata(cfg, shape, model.dataset_meta.get('classes')))
-    batch = 'Nx' if args.dynamic else f'{args.batch}x'
-    print(f'{args.out}: input {batch}3x{shape[0]}x{shape[1]}, outputs {", ".join(names)} '
+        with_nms=not args.no_nms, opset=args.opset, dynamic_hw=args.dynamic_hw,
+        metadata=preprocess_metadata(cfg, None if args.dynamic_hw else shape,
+                                     model.dataset_meta.get('classes')))
+    batch = 'N' if args.dynamic else str(args.batch)
+    size = f'HxW (multiples of {divisor})' if args.dynamic_hw else f'{shape[0]}x{shape[1]}'
+    print(f'{args.out}: input {batch}x3x{size}, outputs {", ".join(names)} '
           f'(checked, {time.perf_counter() - start:.1f} s)')
 
 
