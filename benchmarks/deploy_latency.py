@@ -45,7 +45,8 @@ def build_pair(name: str, size: int):
     """effdet's random model (realistic predictions) and ours with its converted weights."""
     import effdet
     torch.manual_seed(0)
-    ref = effdet.create_model(name, pretrained=False, pretrained_backbone=False)
+    ref = effdet.create_model(name, pretrained=False, pretrained_backbone=False,
+                              image_size=(size, size))
     ref = realistic_effdet_predictions(ref, size, 0)
     ckpt = convert_effdet_checkpoint(ref.state_dict(), name=name, num_classes=90)
     cfg = Config.fromfile(MODELS_UNDER_TEST[name.split('_')[-1]][1])

@@ -8,7 +8,9 @@ post-processing sees the same candidates. Timed, on the same 512x512 input:
 - raw network forward: ours ``model(x, mode='tensor')``, effdet ``model(x)``;
 - full prediction with NMS: ours ``model.predict`` (the config's Gaussian soft-NMS, and
   effdet's hard NMS 0.5), effdet ``DetBenchPredict`` (top 5000 candidates, hard NMS);
-- optionally (``--channels-last``) the raw forwards in channels-last memory format;
+- ours runs in channels-last memory format, as tools/test.py and tools/infer.py do
+  (``--no-channels-last``: contiguous NCHW); effdet in its default format, and optionally
+  (``--effdet-channels-last``) its raw forward in channels-last too;
 - optionally (``--mmdet-selection``) our hard-NMS prediction with mmdet's per-level
   ``nms_pre``, once with ``EffDetHead``'s partial top-k and once with mmdet's stock
   candidate selection (a full sort of every score above the threshold); the detections of
@@ -17,8 +19,8 @@ post-processing sees the same candidates. Timed, on the same 512x512 input:
 Runs are interleaved (one of each variant per round) so that load changes on a shared machine
 hit all variants alike; medians over ``--repeats`` rounds after ``--warmup``.
 
-    python benchmarks/effdet_d0_latency.py [--threads 2] [--repeats 20] [--channels-last]
-                                            [--mmdet-selection]
+    python benchmarks/effdet_d0_latency.py [--threads 2] [--repeats 20] [--no-channels-last]
+                                            [--effdet-channels-last] [--mmdet-selection]
 """
 import argparse
 import contextlib
@@ -41,6 +43,7 @@ from mmengine.config import Config, ConfigDict  # noqa: E402
 import effdet_plugin  # noqa: E402,F401
 from benchmarks.parity import realistic_effdet_predictions  # noqa: E402
 from effdet_plugin.converters import convert_effdet_checkpoint  # noqa: E402
+from effdet_plugin.engine import memory_format  # noqa: E402
 
 CONFIG = 'configs/effdet_b0_coco.py'
 SIZE = 512
@@ -86,11 +89,12 @@ def same_detections(a, b) -> bool:
     return rows(a) == rows(b)
 
 
-def time_rounds(fns: Dict[str, Callable[[], object]], warmup: int,
-                repeats: int) -> Dict[str, List[float]]:
-    """Seconds per call of every function, interleaved round by round."""
+def time_rounds(fns: Dict[str, Callable[[], object]], warmup: int, repeats: int,
+                grad: bool = False) -> Dict[str, List[float]]:
+    """Seconds per call of every function, interleaved round by round; in inference mode
+    unless ``grad`` (training steps)."""
     times = {name: [] for name in fns}
-    with torch.inference_mode():
+    with torch.enable_grad() if grad else torch.inference_mode():
         for i in range(warmup + repeats):
             for name, fn in fns.items():
                 start = time.perf_counter()
@@ -105,8 +109,9 @@ def main(argv=None) -> Dict[str, float]:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=20)
-    parser.add_argument('--channels-last', action='store_true',
-                        help='also time both raw forwards in channels-last format')
+    memory_format.add_memory_format_arg(parser)
+    parser.add_argument('--effdet-channels-last', action='store_true',
+                        help="also time effdet's raw forward in channels-last format")
     parser.add_argument('--mmdet-selection', action='store_true',
                         help="also time our prediction with mmdet's sort-based candidate "
                         'selection')
@@ -117,11 +122,14 @@ def main(argv=None) -> Dict[str, float]:
 
     ref = effdet_model()
     ours = our_model(ref)
+    fmt = memory_format.set_inference_memory_format(ours, args.channels_last)
     bench = effdet.DetBenchPredict(ref).eval()
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    x_ours = x_cl if args.channels_last else x
     with torch.inference_mode():
         diff = max((a - b).abs().max().item()
-                   for a, b in zip(ours(x, mode='tensor')[0], ref(x)[0]))
+                   for a, b in zip(ours(x_ours, mode='tensor')[0], ref(x)[0]))
     sample = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
                                          scale_factor=(1.0, 1.0)))
     soft_nms = copy.deepcopy(ours.bbox_head.test_cfg)
@@ -131,11 +139,11 @@ def main(argv=None) -> Dict[str, float]:
         def run():
             ours.bbox_head.test_cfg = cfg
             with mmdet_selection(ours.bbox_head) if stock else contextlib.nullcontext():
-                return ours.predict(x, [sample])
+                return ours.predict(x_ours, [sample])
         return run
 
     fns = {
-        'ours forward': lambda: ours(x, mode='tensor'),
+        'ours forward': lambda: ours(x_ours, mode='tensor'),
         'effdet forward': lambda: ref(x),
         'ours predict (soft-NMS, config)': predict(soft_nms),
         'ours predict (hard NMS 0.5)': predict(HARD_NMS),
@@ -149,17 +157,14 @@ def main(argv=None) -> Dict[str, float]:
         fns['ours predict (hard NMS 0.5), per level, top-k'] = predict(HARD_NMS_PER_LEVEL)
         fns["ours predict (hard NMS 0.5), per level, mmdet's sort"] = predict(
             HARD_NMS_PER_LEVEL, True)
-    if args.channels_last:
-        ours_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+    if args.effdet_channels_last:
         ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
-        x_cl = x.contiguous(memory_format=torch.channels_last)
-        fns['ours forward (channels_last)'] = lambda: ours_cl(x_cl, mode='tensor')
         fns['effdet forward (channels_last)'] = lambda: ref_cl(x_cl)
     times = time_rounds(fns, args.warmup, args.repeats)
     medians = {name: statistics.median(t) for name, t in times.items()}
 
     print(f'EfficientDet-D0, 1x3x{SIZE}x{SIZE}, fp32, CPU, {torch.get_num_threads()} threads, '
-          f'median of {args.repeats} interleaved rounds after {args.warmup} warm-up '
+          f'ours {fmt}, median of {args.repeats} interleaved rounds after {args.warmup} warm-up '
           f'(raw outputs differ by {diff:.1e})')
     width = max(map(len, medians))
     for name, t in medians.items():
@@ -176,8 +181,8 @@ def main(argv=None) -> Dict[str, float]:
                   ("predict, nms_pre per level, mmdet's sort",
                    "ours predict (hard NMS 0.5), per level, mmdet's sort",
                    'effdet DetBenchPredict (hard NMS 0.5)')]
-    if args.channels_last:
-        pairs.append(('forward, channels_last', 'ours forward (channels_last)',
+    if args.effdet_channels_last:
+        pairs.append(('forward, both channels_last', 'ours forward',
                       'effdet forward (channels_last)'))
     for label, a, b in pairs:
         print(f'ratio ours/effdet, {label}: {medians[a] / medians[b]:.3f} of medians, '
