@@ -3,7 +3,9 @@
 FLOPs come from mmengine's ``get_model_complexity_info`` for one image, counted the fvcore way
 (one multiply-add = one FLOP, as in the EfficientDet paper). Latency times the network forward
 (``mode='tensor'``: backbone, neck and heads, without box decoding and NMS) on random input,
-after warm-up, and reports the median over repeats; throughput is batch size / median.
+after warm-up, and reports the median over repeats; throughput is batch size / median. The
+model and input are in channels-last memory format, as in tools/test.py and tools/infer.py
+(``--no-channels-last``: contiguous NCHW).
 
 Examples::
 
@@ -25,6 +27,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 import effdet_plugin  # noqa: F401  (registers our models)
+from effdet_plugin.engine.memory_format import add_memory_format_arg, set_inference_memory_format
 
 
 def build_model(cfg: Config, checkpoint: Optional[str], device: str) -> torch.nn.Module:
@@ -67,7 +70,8 @@ def benchmark(cfg: Config,
               amp: bool = False,
               warmup: int = 5,
               repeats: int = 20,
-              checkpoint: Optional[str] = None) -> Dict:
+              checkpoint: Optional[str] = None,
+              channels_last: bool = True) -> Dict:
     """Measure one config; see the module docstring for what is counted.
 
     Args:
@@ -79,6 +83,8 @@ def benchmark(cfg: Config,
         warmup (int): Untimed passes first. Defaults to 5.
         repeats (int): Timed passes. Defaults to 20.
         checkpoint (str, optional): Weights to load. Defaults to None.
+        channels_last (bool): Model and input in channels-last memory format.
+            Defaults to True.
 
     Returns:
         dict: ``params``, ``flops`` (per image), ``latency_ms`` (median), ``latency_mean_ms``,
@@ -89,6 +95,7 @@ def benchmark(cfg: Config,
     if repeats < 1 or warmup < 0 or batch_size < 1:
         raise ValueError('need repeats >= 1, warmup >= 0 and batch_size >= 1')
     model = build_model(cfg, checkpoint, device)
+    memory_format = set_inference_memory_format(model, channels_last)
     height, width = shape
     one = torch.rand(1, 3, height, width, device=device)
     with torch.inference_mode():
@@ -96,6 +103,8 @@ def benchmark(cfg: Config,
         complexity = get_model_complexity_info(model, inputs=(one, ), show_table=False,
                                                show_arch=False)
     batch = torch.rand(batch_size, 3, height, width, device=device)
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
     times = time_forward(model, batch, device, amp, warmup, repeats)
     median = statistics.median(times)
     return dict(
@@ -108,6 +117,7 @@ def benchmark(cfg: Config,
         device=device if device == 'cpu' else torch.cuda.get_device_name(),
         threads=torch.get_num_threads(),
         dtype=('float16' if device == 'cuda' else 'bfloat16') if amp else 'float32',
+        memory_format=memory_format,
         shape=[height, width], batch_size=batch_size, warmup=warmup, repeats=repeats)
 
 
@@ -121,6 +131,7 @@ def format_table(name: str, result: Dict) -> str:
         ('config', name),
         ('device', device),
         ('precision', result['dtype']),
+        ('memory format', result.get('memory_format', 'contiguous')),
         ('input', f'{result["batch_size"]} x 3 x {result["shape"][0]} x {result["shape"][1]}'),
         ('params', f'{result["params"] / 1e6:.3f} M'),
         ('FLOPs / image', f'{result["flops"] / 1e9:.3f} G (multiply-adds)'),
@@ -147,6 +158,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--out-json', help='also write the numbers to this JSON file')
+    add_memory_format_arg(parser)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.backbone.arch=b1')
     return parser.parse_args()
@@ -158,7 +170,7 @@ def main() -> None:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     result = benchmark(cfg, args.shape, args.batch_size, args.device, args.amp, args.warmup,
-                       args.repeats, args.checkpoint)
+                       args.repeats, args.checkpoint, args.channels_last)
     print(format_table(args.config, result))
     if args.out_json:
         with open(args.out_json, 'w') as f:

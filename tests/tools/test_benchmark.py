@@ -18,8 +18,14 @@ def test_benchmark_numbers(tiny_det_cfg):
     assert small['flops'] > 0
     assert large['flops'] / small['flops'] == pytest.approx(4, rel=0.05)
     table = bench.format_table('tiny', small)
-    for row in ('params', 'FLOPs / image', 'latency / batch', 'throughput', '2 x 3 x 64 x 64'):
+    for row in ('params', 'FLOPs / image', 'latency / batch', 'throughput', '2 x 3 x 64 x 64',
+                'channels_last'):
         assert row in table
+    # channels-last by default, as tools/test.py and tools/infer.py; the FLOPs do not change
+    assert small['memory_format'] == 'channels_last'
+    plain = bench.benchmark(cfg, shape=(64, 64), batch_size=2, warmup=0, repeats=1,
+                            channels_last=False)
+    assert plain['memory_format'] == 'contiguous' and plain['flops'] == small['flops']
 
 
 def test_benchmark_bf16_and_cli(tiny_det_cfg, tmp_path, run_tool):
@@ -27,8 +33,9 @@ def test_benchmark_bf16_and_cli(tiny_det_cfg, tmp_path, run_tool):
     tiny_det_cfg().dump(str(cfg_file))
     out = tmp_path / 'bench.json'
     proc = run_tool('tools/benchmark.py', cfg_file, '--shape', 64, 64, '--warmup', 1,
-                    '--repeats', 1, '--amp', '--out-json', out)
+                    '--repeats', 1, '--amp', '--out-json', out, '--no-channels-last')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'throughput' in proc.stdout and 'bfloat16' in proc.stdout
     result = json.loads(out.read_text())
     assert result['dtype'] == 'bfloat16' and result['repeats'] == 1 and result['flops'] > 0
+    assert result['memory_format'] == 'contiguous'
