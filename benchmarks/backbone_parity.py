@@ -16,9 +16,13 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from benchmarks.parity import converted_pair, layer_diffs, reference_layers  # noqa: E402
-from effdet_plugin.converters import (  # noqa: E402
+from benchmarks.parity import (  # noqa: E402
     classifier_weights,
+    converted_pair,
+    layer_diffs,
+    reference_layers,
+)
+from effdet_plugin.converters import (  # noqa: E402
     convert_efficientnet,
     lite_package_weights,
     read_checkpoint,

