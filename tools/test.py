@@ -5,7 +5,6 @@ the run at once with a hint; ``--launcher pytorch`` also works on CPU-only machi
 model runs in channels-last memory format unless ``--no-channels-last``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import warnings
@@ -14,11 +13,10 @@ from copy import deepcopy
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmengine.config import ConfigDict, DictAction
+from mmengine.config import ConfigDict
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
-from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
-from effdet_plugin.engine.data_options import add_data_args
+from effdet_plugin.engine import cli
 from effdet_plugin.engine.memory_format import add_memory_format_arg, set_inference_memory_format
 
 
@@ -34,20 +32,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--show-dir', help='save painted images to work_dir/<timestamp>/<show_dir>')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. test_dataloader.batch_size=4; lists as '
-        'key="[a,b]", no spaces')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_memory_format_arg(parser)
-    add_data_args(parser)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return cli.parse_runner_args(parser, 'test_dataloader.batch_size=4')
 
 
 def use_tta(cfg: ConfigDict) -> None:
@@ -80,7 +67,7 @@ def use_tta(cfg: ConfigDict) -> None:
 def main() -> None:
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args)
+    cfg = cli.load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         sys.exit(f'error: --out must be a .pkl/.pickle file, got {args.out}')
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
@@ -92,8 +79,8 @@ def main() -> None:
     if args.tta:
         use_tta(cfg)
 
-    exit_if_dataset_missing(cfg, ('test', ))
-    runner = build_runner(cfg)
+    cli.exit_if_dataset_missing(cfg, ('test', ))
+    runner = cli.build_runner(cfg)
     set_inference_memory_format(runner.model, args.channels_last)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))

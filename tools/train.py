@@ -7,15 +7,11 @@ pytorch`` also works on CPU-only machines (gloo); checkpoints are written crash-
 is refused (``<work_dir>/train.lock``).
 """
 import argparse
-import os
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmengine.config import DictAction
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
-from effdet_plugin.engine import enable_amp
-from effdet_plugin.engine.cli import build_runner, exit_if_dataset_missing, load_config
-from effdet_plugin.engine.data_options import add_data_args
+from effdet_plugin.engine import cli, enable_amp
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
 from effdet_plugin.engine.work_dir_lock import hold_work_dir
 
@@ -35,25 +31,13 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a value, from the latest checkpoint in '
         'the work dir')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_dataloader.batch_size=4 '
-        'model.backbone.depth=18; lists as key="[a,b]", no spaces')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    add_data_args(parser)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return cli.parse_runner_args(parser, 'train_dataloader.batch_size=4 model.backbone.arch=b1')
 
 
 def main() -> None:
     args = parse_args()
     setup_cache_size_limit_of_dynamo()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args)
+    cfg = cli.load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args)
 
     if args.amp:
         enable_amp(cfg)
@@ -69,10 +53,10 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
 
-    exit_if_dataset_missing(cfg, ('train', 'val'))
+    cli.exit_if_dataset_missing(cfg, ('train', 'val'))
     use_safe_checkpoint_hook(cfg)
     with hold_work_dir(cfg.work_dir):
-        build_runner(cfg).train()
+        cli.build_runner(cfg).train()
 
 
 if __name__ == '__main__':

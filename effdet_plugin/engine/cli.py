@@ -1,17 +1,35 @@
 """Steps shared by tools/train.py and tools/test.py (mmdet's CLI semantics)."""
 import argparse
+import os
 import os.path as osp
 import sys
 from typing import Optional, Sequence
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..datasets.checks import DatasetNotFoundError, check_config_data
-from .data_options import apply_data_options
+from .data_options import add_data_args, apply_data_options
 from .dist import setup_cpu_distributed
 from .weights_check import apply_weights_check_cfg
+
+
+def parse_runner_args(parser: argparse.ArgumentParser, cfg_example: str) -> argparse.Namespace:
+    """Add the options both tools share (``--cfg-options``, ``--launcher``, ``--local-rank``
+    and the data flags of :func:`~.data_options.add_data_args`), parse the command line and
+    export ``LOCAL_RANK`` as ``torch.distributed.launch`` expects."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help=f'override config settings, e.g. {cfg_example}; lists as key="[a,b]", no spaces')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_data_args(parser)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(config: str,
