@@ -253,7 +253,10 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
     """
 
     def run(script: str, *args, env: Optional[dict] = None, timeout: float = 540):
-        full_env = dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED='1')
+        # the tool computes with as many threads as this process, so results a test compares
+        # with an in-process run are computed alike (kernels depend on the thread count)
+        full_env = dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED='1',
+                        OMP_NUM_THREADS=str(torch.get_num_threads()))
         full_env.update(env or {})
         cmd = [sys.executable] if script.endswith('.py') else ['bash']
         return subprocess.run(cmd + [str(REPO_ROOT / script)] + [str(a) for a in args],

@@ -63,8 +63,10 @@ def test_channels_last_gives_the_same_detections(detector_and_batch):
     assert len(ref) > 10, 'too few detections to compare'
     assert len(out) == len(ref)
     assert torch.equal(out.labels, ref.labels)
-    torch.testing.assert_close(out.scores, ref.scores, atol=1e-5, rtol=0)
-    torch.testing.assert_close(out.bboxes, ref.bboxes, atol=1e-3, rtol=0)
+    # float32 sums in another order (random weights amplify it): seen up to 4.2e-5 in scores
+    # and 7.7e-3 px in boxes, depending on the thread count
+    torch.testing.assert_close(out.scores, ref.scores, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.bboxes, ref.bboxes, atol=2e-2, rtol=0)
 
 
 def test_opt_out_keeps_the_format(detector_and_batch):
