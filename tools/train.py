@@ -13,6 +13,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine import cli, enable_amp
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
+from effdet_plugin.engine.memory_format import set_inference_memory_format
 from effdet_plugin.engine.work_dir_lock import hold_work_dir
 
 
@@ -31,6 +32,10 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a value, from the latest checkpoint in '
         'the work dir')
+    parser.add_argument(
+        '--channels-last', action='store_true',
+        help='train in channels-last memory format (a CPU training step measured 0.77x of '
+        'the default format for Lite0, 0.96x for D0: benchmarks/train_step.py)')
     return cli.parse_runner_args(parser, 'train_dataloader.batch_size=4 model.backbone.arch=b1')
 
 
@@ -56,7 +61,10 @@ def main() -> None:
     cli.exit_if_dataset_missing(cfg, ('train', 'val'))
     use_safe_checkpoint_hook(cfg)
     with hold_work_dir(cfg.work_dir):
-        cli.build_runner(cfg).train()
+        runner = cli.build_runner(cfg)
+        if args.channels_last:  # before train() builds the optimizer and resumes
+            set_inference_memory_format(runner.model, purpose='training')
+        runner.train()
 
 
 if __name__ == '__main__':

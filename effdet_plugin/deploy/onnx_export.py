@@ -358,7 +358,10 @@ def export_onnx(detector: nn.Module,
             suffix = name.rsplit('_', 1)[-1] if name.startswith(('cls', 'bbox')) else ''
             axes.update({2: f'height{suffix}', 3: f'width{suffix}'})
     dynamic_axes = {name: axes for name, axes in dynamic_axes.items() if axes} or None
-    with torch.no_grad(), warnings.catch_warnings(), static_same_padding(detector):
+    # constant TF-"same" padding only where the size varies: a fixed-size export keeps the
+    # layers' own padding, which also handles maps their stride does not divide (Lite0 at 320)
+    padding = static_same_padding(detector) if dynamic_hw else contextlib.nullcontext()
+    with torch.no_grad(), warnings.catch_warnings(), padding:
         # the tracer warns of every python value it fixes (shapes of the traced input)
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         warnings.simplefilter('ignore', UserWarning)

@@ -249,6 +249,20 @@ def test_static_same_padding_equals_the_layers():
     assert 'forward' not in vars(layers[0])  # restored
 
 
+def test_fixed_size_export_keeps_the_layers_padding(random_detector, tmp_path):
+    """A fixed-size export at a size the deepest stride does not divide (official Lite0 at
+    320: P6 is 5x5) keeps the TF-"SAME" layers' own padding and matches PyTorch."""
+    repo = Path(__file__).resolve().parents[2]
+    _, model = random_detector(repo / 'configs/effdet_lite0_coco.py')
+    x = np.random.RandomState(0).randn(1, 3, 320, 320).astype(np.float32)
+    onnx_cls, onnx_box = onnx_raw_maps(model, x, str(tmp_path / 'lite0_320.onnx'))
+    torch_cls, torch_box = raw_maps(model, x)
+    assert [m.shape[-1] for m in torch_cls] == [40, 20, 10, 5, 3]
+    for ours, ref in zip(onnx_cls + onnx_box, list(torch_cls) + list(torch_box)):
+        assert ours.shape == tuple(ref.shape)
+        np.testing.assert_allclose(ours, ref.numpy(), atol=1e-2, rtol=0)  # random weights
+
+
 def test_trained_demo_raw_maps_within_1e_4(nuclei_image, random_detector, tmp_path):
     """The issue's 1e-4 bound on raw maps, onnxruntime vs PyTorch, holds for the trained
     demo model (``make demo``). Random weights cannot show it: their float32 rounding grows

@@ -110,3 +110,21 @@ def test_tools_default_to_channels_last(tool, monkeypatch):
             return test_tool.parse_args()
     assert parse(argv).channels_last is True
     assert parse(argv + ['--no-channels-last']).channels_last is False
+
+
+def test_train_channels_last_opt_in(tiny_det_cfg, tmp_path, run_tool):
+    """tools/train.py --channels-last trains (and checkpoints) a channels-last model; without
+    the flag training keeps the default format."""
+    cfg_file = tmp_path / 'tiny.py'
+    tiny_det_cfg(max_epochs=1).dump(str(cfg_file))
+    info = ('--cfg-options', 'log_level=INFO')  # the tiny config logs warnings only
+    out = run_tool('tools/train.py', cfg_file, '--work-dir', tmp_path / 'cl', '--channels-last',
+                   *info)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'training memory format: channels-last' in out.stdout + out.stderr
+    ckpt = torch.load(tmp_path / 'cl' / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    conv_weights = [v for k, v in ckpt['state_dict'].items() if v.dim() == 4]
+    assert conv_weights and all(torch.isfinite(v).all() for v in conv_weights)
+    default = run_tool('tools/train.py', cfg_file, '--work-dir', tmp_path / 'default', *info)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert 'memory format' not in default.stdout + default.stderr
