@@ -22,6 +22,7 @@ import argparse
 import copy
 import math
 import os.path as osp
+import textwrap
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -590,7 +591,7 @@ def plot_ap(summary: Sequence[Dict[str, object]], x: str, out: str, title: str,
                         textcoords='offset points', xytext=(3, 3))
     ax.set_xlabel(labels.get(x, x))
     ax.set_ylabel('AP')
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)  # long titles: wrap, not cut
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
