@@ -141,12 +141,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from mmdet.utils import get_test_pipeline_cfg
     from mmengine.config import Config
     from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
 
     import effdet_plugin  # noqa: F401  (registers our components)
     from effdet_plugin.engine.data_options import apply_data_options
     from effdet_plugin.engine.memory_format import set_inference_memory_format
 
     cfg = Config.fromfile(args.config)
+    # the pipelines name mmdet's transforms without a scope: the onnxruntime path builds no
+    # detector (init_detector sets the scope for the PyTorch one)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
     data = apply_data_options(cfg, args)
     files = collect_inputs(args.inputs) if args.inputs else test_split_images(cfg)
     if args.backend == 'onnxruntime':  # same outputs from the exported file

@@ -16,7 +16,7 @@ from tools import infer
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
 
 
-def test_same_json_and_pictures_as_pytorch(nuclei_image, random_detector, tmp_path):
+def test_same_json_and_pictures_as_pytorch(nuclei_image, random_detector, tmp_path, run_tool):
     # the demo with hard NMS (soft-NMS cannot be exported)
     config = tmp_path / 'demo_hard_nms.py'
     config.write_text(f"_base_ = '{DEMO}'\nmodel = dict(test_cfg=dict(nms=dict("
@@ -44,6 +44,13 @@ def test_same_json_and_pictures_as_pytorch(nuclei_image, random_detector, tmp_pa
                     '--backend', backend, '--onnx', str(onnx_file), '--score-thr', '0.95'])
         assert (out_dir / 'strip.png').is_file()
         outputs[backend] = json.loads((out_dir / 'detections.json').read_text())[str(image)]
+    # the CLI in a fresh process: no earlier PyTorch run has set mmdet's registry scope
+    fresh = run_tool('tools/infer.py', config, 'none', image.parent, '--out-dir',
+                     tmp_path / 'fresh', '--backend', 'onnxruntime', '--onnx', onnx_file,
+                     '--score-thr', '0.95')
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    fresh_json = json.loads((tmp_path / 'fresh' / 'detections.json').read_text())
+    assert fresh_json[str(image)] == outputs['onnxruntime']
     ref, ours = outputs['pytorch'], outputs['onnxruntime']
     assert len(ours) == len(ref) == 100
     assert {d['class_name'] for d in ours} == {'nucleus'}
