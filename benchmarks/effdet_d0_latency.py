@@ -122,7 +122,7 @@ def main(argv=None) -> Dict[str, float]:
 
     ref = effdet_model()
     ours = our_model(ref)
-    fmt = memory_format.set_inference_memory_format(ours, args.channels_last)
+    fmt = memory_format.set_memory_format(ours, args.channels_last)
     bench = effdet.DetBenchPredict(ref).eval()
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     x_cl = x.contiguous(memory_format=torch.channels_last)

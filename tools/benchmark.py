@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 import effdet_plugin  # noqa: F401  (registers our models)
-from effdet_plugin.engine.memory_format import add_memory_format_arg, set_inference_memory_format
+from effdet_plugin.engine.memory_format import add_memory_format_arg, set_memory_format
 
 
 def build_model(cfg: Config, checkpoint: Optional[str], device: str) -> torch.nn.Module:
@@ -95,7 +95,7 @@ def benchmark(cfg: Config,
     if repeats < 1 or warmup < 0 or batch_size < 1:
         raise ValueError('need repeats >= 1, warmup >= 0 and batch_size >= 1')
     model = build_model(cfg, checkpoint, device)
-    memory_format = set_inference_memory_format(model, channels_last)
+    memory_format = set_memory_format(model, channels_last)
     height, width = shape
     one = torch.rand(1, 3, height, width, device=device)
     with torch.inference_mode():

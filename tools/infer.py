@@ -145,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     import effdet_plugin  # noqa: F401  (registers our components)
     from effdet_plugin.engine.data_options import apply_data_options
-    from effdet_plugin.engine.memory_format import set_inference_memory_format
+    from effdet_plugin.engine.memory_format import set_memory_format
 
     cfg = Config.fromfile(args.config)
     # the pipelines name mmdet's transforms without a scope: the onnxruntime path builds no
@@ -161,7 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         model = OnnxRuntimeDetector(args.onnx)
     else:
         model = init_detector(cfg, args.checkpoint, device=args.device)
-        set_inference_memory_format(model, args.channels_last)
+        set_memory_format(model, args.channels_last)
     if data.get('classes'):
         model.dataset_meta = dict(model.dataset_meta or {}, classes=tuple(data['classes']))
     pipeline_cfg = get_test_pipeline_cfg(cfg)

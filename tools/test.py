@@ -17,7 +17,7 @@ from mmengine.config import ConfigDict
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine import cli
-from effdet_plugin.engine.memory_format import add_memory_format_arg, set_inference_memory_format
+from effdet_plugin.engine.memory_format import add_memory_format_arg, set_memory_format
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,7 +81,7 @@ def main() -> None:
 
     cli.exit_if_dataset_missing(cfg, ('test', ))
     runner = cli.build_runner(cfg)
-    set_inference_memory_format(runner.model, args.channels_last)
+    set_memory_format(runner.model, args.channels_last)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()

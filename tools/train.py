@@ -13,7 +13,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin.engine import cli, enable_amp
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
-from effdet_plugin.engine.memory_format import set_inference_memory_format
+from effdet_plugin.engine.memory_format import set_memory_format
 from effdet_plugin.engine.work_dir_lock import hold_work_dir
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     with hold_work_dir(cfg.work_dir):
         runner = cli.build_runner(cfg)
         if args.channels_last:  # before train() builds the optimizer and resumes
-            set_inference_memory_format(runner.model, purpose='training')
+            set_memory_format(runner.model, purpose='training')
         runner.train()
 
 

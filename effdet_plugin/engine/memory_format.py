@@ -34,10 +34,10 @@ def _inputs_channels_last(module: nn.Module, args: tuple, output: Dict) -> Dict:
     return output
 
 
-def set_inference_memory_format(model: nn.Module, channels_last: bool = True,
-                                purpose: str = 'inference') -> str:
+def set_memory_format(model: nn.Module, channels_last: bool = True,
+                      purpose: str = 'inference') -> str:
     """Put ``model``'s 4-D weights and its data preprocessor's image batch in channels-last
-    (any device), or leave them as they are, and log which format inference uses.
+    (any device), or leave them as they are, and log which format ``purpose`` uses.
 
     Call it after the model is built; checkpoints loaded later keep the format (a parameter
     keeps its layout when a state dict is copied into it). Model wrappers (DDP, the TTA model)

@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.deploy.random_weights import realistic_random_detector
-from effdet_plugin.engine.memory_format import set_inference_memory_format
+from effdet_plugin.engine.memory_format import set_memory_format
 from tests.conftest import log_messages
 
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
@@ -51,7 +51,7 @@ def test_channels_last_gives_the_same_detections(detector_and_batch):
     model, data = detector_and_batch
     fast = copy.deepcopy(model)
     with log_messages() as logged:
-        assert set_inference_memory_format(fast) == 'channels_last'
+        assert set_memory_format(fast) == 'channels_last'
     assert len(logged) == 1 and 'channels-last' in logged[0]
     conv = fast.backbone.layers[0].conv.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
@@ -73,7 +73,7 @@ def test_opt_out_keeps_the_format(detector_and_batch):
     model, data = detector_and_batch
     plain = copy.deepcopy(model)
     with log_messages() as logged:
-        assert set_inference_memory_format(plain, channels_last=False) == 'contiguous'
+        assert set_memory_format(plain, channels_last=False) == 'contiguous'
     assert len(logged) == 1 and 'NCHW' in logged[0]
     assert plain.backbone.layers[0].conv.weight.is_contiguous()
     seen = backbone_input_formats(plain)
@@ -87,8 +87,8 @@ def test_wrapped_model_converts_the_detector_inside(detector_and_batch):
     model, _ = detector_and_batch
     tta = DetTTAModel(module=copy.deepcopy(model),
                       tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-    set_inference_memory_format(tta)
-    set_inference_memory_format(tta)  # twice: one hook, not two
+    set_memory_format(tta)
+    set_memory_format(tta)  # twice: one hook, not two
     preprocessor = tta.module.data_preprocessor
     assert len(preprocessor._forward_hooks) == 1
     assert tta.module.backbone.layers[0].conv.weight.is_contiguous(
