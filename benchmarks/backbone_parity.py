@@ -22,7 +22,7 @@ from benchmarks.parity import (  # noqa: E402
     layer_diffs,
     reference_layers,
 )
-from effdet_plugin.converters import (  # noqa: E402
+from effdet_plugin.checkpoint import (  # noqa: E402
     convert_efficientnet,
     lite_package_weights,
     read_checkpoint,

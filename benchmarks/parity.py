@@ -9,7 +9,7 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn as nn
 
-from effdet_plugin.converters import LAYOUTS, convert_efficientnet, detect_format
+from effdet_plugin.checkpoint import LAYOUTS, convert_efficientnet, detect_format
 from effdet_plugin.deploy.random_weights import randomize_bn_stats
 from effdet_plugin.models.backbones import EffNet
 

@@ -3,6 +3,6 @@
 ``import effdet_plugin`` (or ``custom_imports=dict(imports=['effdet_plugin'])`` in a config)
 registers every component into mmdet's registries.
 """
-from . import datasets, engine, evaluation, models  # noqa: F401
+from . import checkpoint, datasets, engine, evaluation, models  # noqa: F401
 
 __version__ = '0.1.0'

@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 import effdet_plugin  # noqa: F401  (registers our models)
-from effdet_plugin.engine.memory_format import add_memory_format_arg, set_memory_format
+from effdet_plugin.cli.memory_format import add_memory_format_arg, set_memory_format
 
 
 def build_model(cfg: Config, checkpoint: Optional[str], device: str) -> torch.nn.Module:

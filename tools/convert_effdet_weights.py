@@ -32,7 +32,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from effdet_plugin.converters import (
+from effdet_plugin.checkpoint import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointReadError,
@@ -41,7 +41,7 @@ from effdet_plugin.converters import (
     save_checkpoint,
     unwrap_state_dict,
 )
-from effdet_plugin.converters.efficientdet import infer_variant
+from effdet_plugin.checkpoint.efficientdet import infer_variant
 from effdet_plugin.models.utils.scaling import EFFICIENTDET_SCALES
 
 COCO_SLOTS = 90
@@ -111,7 +111,7 @@ def coco_class_names(num_classes: int = 80) -> Tuple[str, ...]:
 
 def effdet_preprocessing(variant: str, advprop: bool = False) -> dict:
     """The input an official model was trained on (effdet's ``mean``/``std``, in 0-255 terms
-    as :func:`~effdet_plugin.converters.expected_preprocessing` reports them): [-1, 1] for Lite and
+    as :func:`~effdet_plugin.checkpoint.expected_preprocessing` reports them): [-1, 1] for Lite and
     AdvProp models, ImageNet mean/std otherwise; RGB and TF 'SAME' padding for all."""
     half_range = variant.startswith('lite') or advprop
     norm = HALF_RANGE_NORM if half_range else dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -136,7 +136,7 @@ def convert_effdet_checkpoint(state_dict: Mapping[str, Tensor],
 
     Args:
         state_dict (Mapping[str, Tensor]): effdet weights (see
-            :func:`~effdet_plugin.converters.convert_effdet_state_dict`).
+            :func:`~effdet_plugin.checkpoint.convert_effdet_state_dict`).
         name (str, optional): effdet model or file name; the variant is inferred from the
             weights when None (AdvProp weights then need their name). Defaults to None.
         num_classes (int): 80 (mmdet's COCO classes) or 90 (all slots). Defaults to 80.

@@ -23,7 +23,7 @@ std=[128] * 3``; others: ImageNet mean/std; RGB). Both are recorded in the check
 import argparse
 import sys
 
-from effdet_plugin.converters import (
+from effdet_plugin.checkpoint import (
     LITE_PACKAGES,
     SOURCES,
     ArchMismatchError,

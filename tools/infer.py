@@ -32,8 +32,8 @@ MEDICAL_LOADER = 'LoadMedicalImageFromFile'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    from effdet_plugin.engine.data_options import add_data_args
-    from effdet_plugin.engine.memory_format import add_memory_format_arg
+    from effdet_plugin.cli.data_options import add_data_args
+    from effdet_plugin.cli.memory_format import add_memory_format_arg
 
     parser = argparse.ArgumentParser(
         description='Detect objects in images with effdet_plugin',
@@ -72,7 +72,7 @@ def collect_inputs(path: str) -> List[str]:
 
 def test_split_images(cfg) -> List[str]:
     """Paths of the images listed in the test dataset's annotation file."""
-    from effdet_plugin.engine.data_options import join_root, split_datasets
+    from effdet_plugin.cli.data_options import join_root, split_datasets
 
     datasets = split_datasets(cfg, 'test')
     if not datasets or not datasets[0][1].get('ann_file'):
@@ -144,8 +144,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from mmengine.registry import init_default_scope
 
     import effdet_plugin  # noqa: F401  (registers our components)
-    from effdet_plugin.engine.data_options import apply_data_options
-    from effdet_plugin.engine.memory_format import set_memory_format
+    from effdet_plugin.cli.data_options import apply_data_options
+    from effdet_plugin.cli.memory_format import set_memory_format
 
     cfg = Config.fromfile(args.config)
     # the pipelines name mmdet's transforms without a scope: the onnxruntime path builds no

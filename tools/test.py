@@ -16,8 +16,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import ConfigDict
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
-from effdet_plugin.engine import cli
-from effdet_plugin.engine.memory_format import add_memory_format_arg, set_memory_format
+from effdet_plugin import cli
+from effdet_plugin.cli.memory_format import add_memory_format_arg, set_memory_format
 
 
 def parse_args() -> argparse.Namespace:

@@ -11,10 +11,10 @@ import argparse
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
-from effdet_plugin.engine import cli, enable_amp
+from effdet_plugin import cli
+from effdet_plugin.cli.memory_format import set_memory_format
+from effdet_plugin.cli.work_dir_lock import hold_work_dir
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
-from effdet_plugin.engine.memory_format import set_memory_format
-from effdet_plugin.engine.work_dir_lock import hold_work_dir
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,7 +45,7 @@ def main() -> None:
     cfg = cli.load_config(args.config, args.cfg_options, args.work_dir, args.launcher, args)
 
     if args.amp:
-        enable_amp(cfg)
+        cli.enable_amp(cfg)
     if args.auto_scale_lr:
         scale_cfg = cfg.get('auto_scale_lr') or {}
         if 'enable' not in scale_cfg or 'base_batch_size' not in scale_cfg:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from effdet_plugin.engine.work_dir_lock import LOCK_NAME
+from effdet_plugin.cli.work_dir_lock import LOCK_NAME
 
 HELPERS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = HELPERS_DIR.parents[1]

@@ -69,7 +69,7 @@ def test_weights_and_buffers_checked_before_validation():
 
     from mmengine.hooks import EMAHook
 
-    from effdet_plugin.engine import NonFiniteWeightsError
+    from effdet_plugin.checkpoint import NonFiniteWeightsError
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
     ema = EMAHook()
     ema.ema_model = torch.nn.Sequential(torch.nn.Linear(2, 2))

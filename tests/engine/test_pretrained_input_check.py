@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from effdet_plugin.converters import (
+from effdet_plugin.checkpoint import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LITE_MEAN,
@@ -83,7 +83,7 @@ def _warnings(monkeypatch):
 
 
 def test_hook_warns_with_what_to_set_for_init_cfg_and_load_from(tmp_path, monkeypatch):
-    from effdet_plugin.converters import convert_efficientnet, save_checkpoint
+    from effdet_plugin.checkpoint import convert_efficientnet, save_checkpoint
     from effdet_plugin.models.backbones import EffNet
     net = EffNet('lite0', out_indices=(3, 5, 7), padding='tf_same')
     converted = convert_efficientnet(net.state_dict(), 'effnet', arch='lite0')

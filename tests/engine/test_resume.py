@@ -10,7 +10,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import Runner
 
-from effdet_plugin.engine.checkpoint_compat import mmengine_safe_globals
+from effdet_plugin.checkpoint.compat import mmengine_safe_globals
 
 
 def _train(cfg) -> Runner:

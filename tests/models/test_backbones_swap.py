@@ -9,7 +9,7 @@ from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from effdet_plugin.converters import convert_efficientnet, save_checkpoint
+from effdet_plugin.checkpoint import convert_efficientnet, save_checkpoint
 
 SWAP = Path(__file__).resolve().parents[2] / 'configs' / 'swap'
 CONFIGS = sorted(p.name for p in SWAP.glob('*.py'))

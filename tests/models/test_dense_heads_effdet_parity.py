@@ -10,7 +10,7 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 
 import effdet_plugin  # noqa: F401  (registers the components)
-from effdet_plugin.converters import convert_effdet_state_dict
+from effdet_plugin.checkpoint import convert_effdet_state_dict
 from tests.models.head_settings import official_settings
 
 TOL = 1e-4

@@ -90,8 +90,8 @@ def test_medical_config_uses_its_loader_window(medical_ckpt, tmp_path, monkeypat
     """A 'fixed' window in the config is the one applied, not a per-image min/max."""
     from mmengine.config import Config
 
+    from effdet_plugin.cli.data_options import split_datasets
     from effdet_plugin.datasets.transforms import LoadMedicalImageFromFile
-    from effdet_plugin.engine.data_options import split_datasets
     monkeypatch.chdir(REPO)
     cfg = Config.fromfile(MEDICAL)
     for split in ('train', 'val', 'test'):

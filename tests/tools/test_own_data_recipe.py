@@ -44,8 +44,8 @@ def test_test_and_infer_follow_the_data_options(tmp_path):
     from mmdet.utils import register_all_modules
 
     import effdet_plugin  # noqa: F401
-    from effdet_plugin.engine.cli import load_config
-    from effdet_plugin.engine.data_options import add_data_args
+    from effdet_plugin.cli.data_options import add_data_args
+    from effdet_plugin.cli.runner import load_config
     register_all_modules()
     root = tmp_path / 'shapes'
     write_shapes_coco(root, num_train=2, num_val=2)
@@ -72,7 +72,7 @@ def test_test_and_infer_follow_the_data_options(tmp_path):
 
 @pytest.mark.slow
 def test_recipe_trains_tests_and_infers_on_own_data(tmp_path):
-    from effdet_plugin.converters import convert_lite_package
+    from effdet_plugin.checkpoint import convert_lite_package
     root = tmp_path / 'shapes'
     write_shapes_coco(root, num_train=16, num_val=4)
     imagenet = tmp_path / 'lite0_imagenet.pth'

@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 from mmengine.config import Config
 
-from effdet_plugin.engine import scaling_lab
+from effdet_plugin.studies import scaling_lab
 from tools.analysis import scaling_search, scaling_sweep
 
 REPO = Path(__file__).resolve().parents[2]

@@ -241,7 +241,7 @@ def tiny_nuclei(tmp_path_factory):
     has no checkpoints/) and the flags for 128-px crops of batch 2 on it."""
     if importlib.util.find_spec('stardist') is None:
         pytest.skip('stardist (nuclei demo data) is not installed')
-    from effdet_plugin.converters import convert_lite_package
+    from effdet_plugin.checkpoint import convert_lite_package
     from effdet_plugin.datasets.nuclei import convert_nuclei
     root = tmp_path_factory.mktemp('transfer')
     data = root / 'nuclei'

@@ -18,7 +18,7 @@ from mmengine.config import DictAction
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    from effdet_plugin.engine.data_options import SPLITS, add_data_args
+    from effdet_plugin.cli.data_options import SPLITS, add_data_args
 
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
@@ -41,8 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mmdet.utils import register_all_modules
 
     import effdet_plugin  # noqa: F401  (registers datasets and transforms)
+    from effdet_plugin.cli.runner import load_config
     from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
-    from effdet_plugin.engine.cli import load_config
     register_all_modules(init_default_scope=True)
 
     cfg = load_config(args.config, args.cfg_options, data_args=args)

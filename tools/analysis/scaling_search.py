@@ -25,8 +25,8 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from effdet_plugin.engine import scaling_lab as lab
-from effdet_plugin.engine.experiments import format_markdown
+from effdet_plugin.studies import scaling_lab as lab
+from effdet_plugin.studies.experiments import format_markdown
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

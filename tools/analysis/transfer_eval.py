@@ -49,9 +49,9 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 
-from effdet_plugin.engine.cli import load_config
-from effdet_plugin.engine.data_options import add_data_args
-from effdet_plugin.engine.experiments import ProgressHook, ResultsFile, rescale_schedule, tqdm_bar
+from effdet_plugin.cli.data_options import add_data_args
+from effdet_plugin.cli.runner import load_config
+from effdet_plugin.studies.experiments import ProgressHook, ResultsFile, rescale_schedule, tqdm_bar
 
 MODES = ('imagenet', 'scratch', 'frozen', 'coco')
 INITS = dict(imagenet='ImageNet backbone', scratch='random init', frozen='ImageNet backbone',

@@ -15,7 +15,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..weights_check import NonFiniteWeightsError, non_finite_tensors
+from ...checkpoint.weights_check import NonFiniteWeightsError, non_finite_tensors
 
 LIKELY_CAUSES = (
     'Likely causes: (1) learning rate too high: lower optim_wrapper.optimizer.lr, lengthen the '

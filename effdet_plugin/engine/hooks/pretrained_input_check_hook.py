@@ -9,7 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ...converters import SOURCES, expected_preprocessing, read_checkpoint
+from ...checkpoint import SOURCES, expected_preprocessing, read_checkpoint
 
 
 def checkpoint_preprocessing(meta: Optional[Mapping]) -> dict:

@@ -14,7 +14,7 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ..atomic_io import atomic_write, leftover_temp_files
+from ...checkpoint.atomic_io import atomic_write, leftover_temp_files
 from .non_finite_loss_hook import check_finite_state
 
 

@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
+from ..datasets.checks import SPLITS, split_datasets
 from ..models.utils.scaling import (
     ALPHA,
     BETA,
@@ -38,7 +39,6 @@ from ..models.utils.scaling import (
     get_net_scale,
     make_divisible,
 )
-from .data_options import SPLITS, split_datasets
 from .experiments import (
     ProgressHook,
     ResultsFile,

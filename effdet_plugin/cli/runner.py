@@ -9,10 +9,10 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..checkpoint.weights_check import apply_weights_check_cfg
 from ..datasets.checks import DatasetNotFoundError, check_config_data
 from .data_options import add_data_args, apply_data_options
 from .dist import setup_cpu_distributed
-from .weights_check import apply_weights_check_cfg
 
 
 def parse_runner_args(parser: argparse.ArgumentParser, cfg_example: str) -> argparse.Namespace:

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from benchmarks.parity import converted_pair, layer_diffs, reference_layers
-from effdet_plugin.converters import convert_efficientnet
+from effdet_plugin.checkpoint import convert_efficientnet
 from effdet_plugin.models.backbones import EffNet
 
 TOL = 1e-5

@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
+from effdet_plugin.cli.memory_format import set_memory_format
 from effdet_plugin.deploy.random_weights import realistic_random_detector
-from effdet_plugin.engine.memory_format import set_memory_format
 from tests.conftest import log_messages
 
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'

@@ -11,7 +11,7 @@ from mmengine.config import Config
 from skimage import data as skimage_data
 
 from benchmarks.parity import classifier_weights
-from effdet_plugin.converters import (
+from effdet_plugin.checkpoint import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     convert_efficientnet,

@@ -7,7 +7,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.runner import load_checkpoint
 
-from effdet_plugin.engine.weights_check import (
+from effdet_plugin.checkpoint.weights_check import (
     NonFiniteWeightsError,
     WeightsMismatchError,
     check_state_dict,

@@ -7,8 +7,8 @@ from typing import Mapping, Sequence
 import torch
 from mmengine.runner.checkpoint import save_checkpoint as mmengine_save_checkpoint
 
-from ..engine.weights_check import check_finite
 from .efficientnet import ConversionResult, convert_efficientnet
+from .weights_check import check_finite
 
 # Containers that training frameworks wrap state dicts in, most specific first.
 _WRAPPERS = ('state_dict_ema', 'state_dict', 'model', 'module')

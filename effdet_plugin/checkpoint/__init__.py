@@ -1,4 +1,6 @@
-"""Weight converters from other EfficientNet / EfficientDet implementations into our models."""
+"""Everything that reads, writes, converts or checks weights: converters from other
+EfficientNet / EfficientDet implementations, the weights check, crash-safe writes and the
+``weights_only`` allow-list for mmengine checkpoints. Imports models/ only."""
 from .checkpoint_io import (
     LITE_PACKAGES,
     CheckpointReadError,
@@ -19,9 +21,11 @@ from .efficientnet import (
     expected_preprocessing,
 )
 from .layouts import LAYOUTS, SOURCES, ArchMismatchError, detect_format, infer_arch
+from .weights_check import NonFiniteWeightsError, WeightsMismatchError
 
 __all__ = [
     'IMAGENET_MEAN', 'IMAGENET_STD', 'LAYOUTS', 'LITE_MEAN', 'LITE_PACKAGES', 'LITE_STD',
+    'NonFiniteWeightsError', 'WeightsMismatchError',
     'SOURCES', 'ArchMismatchError', 'CheckpointReadError', 'ConversionResult',
     'convert_effdet_state_dict', 'convert_efficientnet', 'convert_lite_package',
     'detect_format', 'expected_preprocessing', 'infer_arch', 'lite_package_weights',

@@ -1,11 +1,13 @@
-"""effdet_plugin.engine.scaling_lab: coefficient grid, sweep points, scaled configs, gains."""
+"""effdet_plugin.studies.scaling_lab: coefficient grid, sweep points, scaled configs, gains."""
 from pathlib import Path
 
 import pytest
 from mmengine.config import Config
 
-from effdet_plugin.engine.experiments import ResultsFile, rescale_schedule
-from effdet_plugin.engine.scaling_lab import (
+from effdet_plugin.models.backbones import EffNet
+from effdet_plugin.models.utils.scaling import det_phi, get_det_scale, get_net_scale, round_filters
+from effdet_plugin.studies.experiments import ResultsFile, rescale_schedule
+from effdet_plugin.studies.scaling_lab import (
     OFFICIAL,
     base_det_phi,
     build_model,
@@ -21,8 +23,6 @@ from effdet_plugin.engine.scaling_lab import (
     select_candidates,
     sweep_points,
 )
-from effdet_plugin.models.backbones import EffNet
-from effdet_plugin.models.utils.scaling import det_phi, get_det_scale, get_net_scale, round_filters
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / 'configs/demo/effdet_lite0_nuclei.py')

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from effdet_plugin.engine import enable_amp
+from effdet_plugin.cli import enable_amp
 
 
 def test_enable_amp_picks_wrapper_per_device():

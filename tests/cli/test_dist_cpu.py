@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from effdet_plugin.engine import setup_cpu_distributed
+from effdet_plugin.cli import setup_cpu_distributed
 
 # Written next to the config and imported by both ranks through `custom_imports`: every rank
 # saves its own weights (mmengine's CheckpointHook only saves on rank 0).

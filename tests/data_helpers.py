@@ -4,8 +4,8 @@ import argparse
 from pathlib import Path
 from typing import List
 
+from effdet_plugin.cli.data_options import add_data_args
 from effdet_plugin.datasets.shapes import write_shapes_coco
-from effdet_plugin.engine.data_options import add_data_args
 
 
 def write_shapes(root: Path) -> Path:

@@ -23,7 +23,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 
 from benchmarks.parity import realistic_effdet_predictions
-from effdet_plugin.converters.efficientdet import infer_variant
+from effdet_plugin.checkpoint.efficientdet import infer_variant
 from effdet_plugin.engine.hooks import PretrainedInputCheckHook
 from effdet_plugin.models.utils import checkpoint_classes
 from tools.convert_effdet_weights import (

@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
+from effdet_plugin.cli.data_options import (
+    apply_data_options,
+    split_datasets,
+    split_evaluators,
+)
+from effdet_plugin.cli.runner import load_config
 from effdet_plugin.datasets.checks import (
     DatasetNotFoundError,
     check_dataset_paths,
     check_evaluator_ann_files,
 )
 from effdet_plugin.datasets.shapes import SHAPE_CLASSES
-from effdet_plugin.engine.cli import load_config
-from effdet_plugin.engine.data_options import (
-    apply_data_options,
-    split_datasets,
-    split_evaluators,
-)
-from tests.engine.data_helpers import data_args, shape_flags, write_shapes
+from tests.data_helpers import data_args, shape_flags, write_shapes
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 DETSEG = 'configs/medical/effdet-lite0-detseg_nuclei.py'

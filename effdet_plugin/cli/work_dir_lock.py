@@ -19,24 +19,13 @@ from typing import Iterator, Optional
 
 from mmengine.logging import print_log
 
+from ..checkpoint.atomic_io import pid_alive
+
 LOCK_NAME = 'train.lock'
 
 
 class WorkDirLockedError(RuntimeError):
     """Another training holds the work dir."""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 class WorkDirLock:

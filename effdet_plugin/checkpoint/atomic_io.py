@@ -14,9 +14,20 @@ from typing import List, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
-from .work_dir_lock import pid_alive
-
 _TMP_SUFFIX = '.tmp'
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _temp_path(path: str) -> str:

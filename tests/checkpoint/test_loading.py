@@ -11,7 +11,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.runner import Runner
 
-from effdet_plugin.converters import (
+from effdet_plugin.checkpoint import (
     ArchMismatchError,
     CheckpointReadError,
     convert_efficientnet,

@@ -1,0 +1,12 @@
+"""Glue between tools/ and the package: argument parsing, data options, AMP, distributed setup,
+memory format and the work-dir lock. Only tools/ (and tests of this glue) import it; nothing
+inside models/, datasets/, checkpoint/ or engine/ may.
+"""
+from .amp import enable_amp
+from .dist import setup_cpu_distributed
+from .runner import build_runner, exit_if_dataset_missing, load_config, parse_runner_args
+
+__all__ = [
+    'build_runner', 'enable_amp', 'exit_if_dataset_missing', 'load_config', 'parse_runner_args',
+    'setup_cpu_distributed'
+]
