@@ -14,6 +14,13 @@ def write_shapes(root: Path) -> Path:
     return root
 
 
+def write_small_shapes(root: Path, num_train: int = 6, num_val: int = 2) -> Path:
+    """Crowded 8-20 px discs and squares on 256x256 images: small for EfficientDet's anchors."""
+    write_shapes_coco(root, num_train=num_train, num_val=num_val, size=(256, 256),
+                      object_size=(8, 20), max_objects=20)
+    return root
+
+
 def data_args(*argv) -> argparse.Namespace:
     """The flags of :func:`add_data_args`, parsed."""
     parser = argparse.ArgumentParser()

@@ -1,18 +1,22 @@
 """Train a detector with mmengine's Runner; the CLI is mmdet's ``tools/train.py``.
 
 Additions: ``import effdet_plugin`` fills the registries; ``--amp`` falls back to bfloat16
-autocast without CUDA; a missing dataset stops the run at once with a hint; ``--launcher
-pytorch`` also works on CPU-only machines (gloo); checkpoints are written crash-safe
-(``SafeCheckpointHook`` replaces ``CheckpointHook``) and a work dir in use by another training
-is refused (``<work_dir>/train.lock``).
+autocast without CUDA; a missing dataset stops the run at once with a hint; objects small for
+the model's anchors are reported before the model is built (console and the run's log), with
+the ``--img-scale-factor`` that fixes it; ``--launcher pytorch`` also works on CPU-only
+machines (gloo); checkpoints are written crash-safe (``SafeCheckpointHook`` replaces
+``CheckpointHook``) and a work dir in use by another training is refused
+(``<work_dir>/train.lock``).
 """
 import argparse
+import os
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin import cli
 from effdet_plugin.cli.memory_format import set_memory_format
+from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
 from effdet_plugin.cli.work_dir_lock import hold_work_dir
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
 
@@ -59,9 +63,11 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, args.resume
 
     cli.exit_if_dataset_missing(cfg, ('train', 'val'))
+    small = warn_if_objects_small(cfg) if int(os.environ.get('RANK', 0)) == 0 else []
     use_safe_checkpoint_hook(cfg)
-    with hold_work_dir(cfg.work_dir):
+    with hold_work_dir(cfg.work_dir), cli.exit_on_weights_error():
         runner = cli.build_runner(cfg)
+        log_to_files(runner.logger, small)
         if args.channels_last:  # before train() builds the optimizer and resumes
             set_memory_format(runner.model, purpose='training')
         runner.train()

@@ -9,7 +9,8 @@ every place that uses them, after parsing:
   ``ann_file``, ``data_prefix.img``, ``metainfo.classes``;
 - ``{val,test}_evaluator`` (one or a list): ``ann_file`` of COCO metrics;
 - ``num_classes`` of every detection head of the model (not RPN / semantic heads);
-- the scale transforms of every pipeline, with ``img_scale``;
+- the scale transforms of every pipeline, with ``img_scale`` (a fixed size) or
+  ``img_scale_factor`` (every split at the same factor of its native size);
 - the image loader of every pipeline, with ``window`` (16-bit / DICOM data).
 
 The options come from a ``data = dict(...)`` block in the config (see :data:`DATA_KEYS`) and
@@ -32,7 +33,7 @@ from ..datasets.transforms import LoadMedicalImageFromFile
 
 #: Keys of the ``data`` block; each is also a flag (``img_prefix`` -> ``--img-prefix``).
 DATA_KEYS = ('root', 'train_ann', 'val_ann', 'test_ann', 'img_prefix', 'classes', 'img_scale',
-             'window')
+             'img_scale_factor', 'window')
 #: ``classes`` value that reads the class names from the training annotation file.
 FROM_JSON = 'from-json'
 LOADERS = ('LoadImageFromFile', 'LoadMedicalImageFromFile')
@@ -62,6 +63,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        'take them from the training json (sets the heads\' num_classes too)')
     group.add_argument('--img-scale', nargs=2, type=int, metavar=('W', 'H'),
                        help='train/test at this size (keep ratio) instead of the native size')
+    group.add_argument('--img-scale-factor', type=float, metavar='F',
+                       help='resize every split by F around its native size (training jitter '
+                       'kept): F > 1 for objects small for the model (check_dataset.py '
+                       'computes F)')
     group.add_argument('--window', choices=WINDOW_MODES,
                        help='read images with LoadMedicalImageFromFile and this intensity '
                        'window (16-bit / DICOM data; in the config\'s data block also a dict '
@@ -153,6 +158,29 @@ def set_img_scale(cfg: Config, img_scale: Sequence[int]) -> None:
                 step.update(scale=scale, keep_ratio=True)
 
 
+def set_img_scale_factor(cfg: Config, factor: float) -> None:
+    """Train around and test at ``factor`` times the native size of every image.
+
+    Random resizes become a ``ScaleJitter`` around ``factor`` x the native size with the
+    step's own ``ratio_range`` (none: no jitter); every ``Resize`` becomes a keep-ratio
+    ``Resize(scale_factor=factor)``. Setting the factor (never multiplying it) makes this
+    idempotent: the config a run keeps in its work dir, read again, stays as it was. Crop
+    sizes are left alone.
+    """
+    for pipeline in _pipelines(cfg):
+        for i, step in enumerate(pipeline):
+            kind = str(step.get('type', '')).split('.')[-1]
+            if kind in ('ScaleJitter', 'RandomResize'):
+                jitter = {k: v for k, v in step.items()
+                          if k in ('interpolation', 'backend', 'clip_object_border')}
+                pipeline[i] = dict(type='ScaleJitter',
+                                   ratio_range=tuple(step.get('ratio_range') or (1.0, 1.0)),
+                                   factor=factor, **jitter)
+            elif kind == 'Resize':
+                step.pop('scale', None)
+                step.update(scale_factor=factor, keep_ratio=True)
+
+
 def set_window(cfg: Config, window: Any) -> None:
     """Load the images of every pipeline with ``LoadMedicalImageFromFile`` and ``window``.
 
@@ -240,9 +268,18 @@ def apply_data_options(cfg: Config, args: Optional[argparse.Namespace] = None) -
                       logger='current')
     if options.get('window') is not None:
         set_window(cfg, options['window'])
+    if options.get('img_scale') is not None and options.get('img_scale_factor') is not None:
+        raise ValueError('img_scale (a fixed size) and img_scale_factor (a factor of the '
+                         'native size) exclude each other: give one of them')
     if options.get('img_scale') is not None:
         options['img_scale'] = [int(v) for v in options['img_scale']]
         set_img_scale(cfg, options['img_scale'])
+    if options.get('img_scale_factor') is not None:
+        factor = float(options['img_scale_factor'])
+        if not factor > 0:
+            raise ValueError(f'img_scale_factor must be > 0, got {factor}')
+        options['img_scale_factor'] = factor
+        set_img_scale_factor(cfg, factor)
     cfg.data = ConfigDict(options)
     print_log(f'data: {describe_data(cfg)}', logger='current')
     return options
@@ -257,4 +294,7 @@ def describe_data(cfg: Config) -> str:
     classes = (cfg.get('data') or {}).get('classes')
     if classes:
         parts.append(f'classes={tuple(classes)}')
+    factor = (cfg.get('data') or {}).get('img_scale_factor')
+    if factor is not None:
+        parts.append(f'img_scale_factor={factor:g}')
     return ', '.join(parts)

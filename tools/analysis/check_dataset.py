@@ -2,8 +2,11 @@
 
 Prints, per split: images, instances per class, images without instances, and object size
 percentiles (sqrt(w*h), px) as annotated and after the split's pipeline (train pipeline for
-train, test pipeline for val/test). Warns when train-time objects are more than 2x larger or
-smaller than test-time objects, when a class has no instances and when images have none.
+train, test pipeline for val/test), and how the training objects fit the model's smallest
+anchors: the share no anchor matches at the assigner's positive IoU, per class. Warns when
+objects are small for the model (naming the --img-scale-factor that fixes it), when train-time
+objects are more than 2x larger or smaller than test-time objects, when a class has no
+instances and when images have none.
 
 Example:
     python tools/analysis/check_dataset.py configs/demo/effdet_lite0_nuclei.py \
@@ -42,17 +45,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import effdet_plugin  # noqa: F401  (registers datasets and transforms)
     from effdet_plugin.cli.runner import load_config
+    from effdet_plugin.cli.size_check import size_check
     from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
     register_all_modules(init_default_scope=True)
 
     cfg = load_config(args.config, args.cfg_options, data_args=args)
     stats = dataset_stats(cfg, args.splits, samples=args.samples)
+    fit_report, small = size_check(cfg, stats)
     print(format_stats(stats))
-    problems = stats_warnings(stats)
+    if fit_report:
+        print(fit_report)
+    problems = small + stats_warnings(stats)
     for problem in problems:
         print(f'WARNING: {problem}')
     if not problems:
-        print('OK: every class has instances; train and test object sizes agree within 2x')
+        print('OK: every class has instances; train and test object sizes agree within 2x'
+              + ('; the anchors match the training objects' if fit_report else ''))
     return 1 if problems and args.strict else 0
 
 

@@ -29,6 +29,10 @@ class SplitStats:
     empty_images: int
     annotated_sizes: List[float] = field(default_factory=list)
     pipeline_sizes: List[float] = field(default_factory=list)
+    #: ``(N, 4)`` boxes and ``(N,)`` labels of the whole objects the pipeline outputs (what the
+    #: assigner sees, without those a crop or the image edge cuts: upscaling cannot help them)
+    pipeline_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    pipeline_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def percentiles(self, sizes: Sequence[float]) -> Optional[np.ndarray]:
         return np.percentile(sizes, PERCENTILES) if len(sizes) else None
@@ -81,7 +85,7 @@ def split_stats(dataset, split: str, samples: int = 20, draws: int = 3,
     np.random.seed(seed)
     with_objects = [i for i, info in enumerate(infos) if info.get('instances')]
     picked = rng.permutation(with_objects)[:samples]
-    pipeline_sizes = []
+    pipeline_sizes, boxes, labels = [], [], []
     for idx in picked:
         sizes = [_instance_size(inst) for inst in infos[idx]['instances']
                  if not inst.get('ignore_flag', 0)]
@@ -91,7 +95,16 @@ def split_stats(dataset, split: str, samples: int = 20, draws: int = 3,
                 continue
             scale = _scale(out['data_samples'].metainfo)
             pipeline_sizes += [s * scale for s in sizes]
-    return SplitStats(split, len(infos), instances, empty, annotated, pipeline_sizes)
+            gt = out['data_samples'].gt_instances
+            height, width = out['data_samples'].metainfo['img_shape'][:2]
+            xyxy = np.asarray(getattr(gt.bboxes, 'tensor', gt.bboxes)).reshape(-1, 4)
+            whole = ((xyxy[:, :2] > 0).all(1) & (xyxy[:, 2] < width - 1)
+                     & (xyxy[:, 3] < height - 1))
+            boxes.append(xyxy[whole])
+            labels.append(np.asarray(gt.labels).reshape(-1)[whole])
+    return SplitStats(split, len(infos), instances, empty, annotated, pipeline_sizes,
+                      np.concatenate(boxes) if boxes else np.zeros((0, 4)),
+                      np.concatenate(labels) if labels else np.zeros(0, np.int64))
 
 
 def stats_warnings(stats: Sequence[SplitStats]) -> List[str]:

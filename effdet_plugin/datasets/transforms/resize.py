@@ -9,7 +9,8 @@ from mmdet.registry import TRANSFORMS
 
 @TRANSFORMS.register_module()
 class ScaleJitter(Resize):
-    """Resize by a random factor around the native size (or around a keep-ratio ``scale``).
+    """Resize by a random factor around the native size (or around a keep-ratio ``scale``),
+    optionally times a fixed ``factor``.
 
     mmcv's ``RandomResize(scale=S, ratio_range=r, keep_ratio=True)`` jitters around a fixed
     target ``S``: a 768-px image trained with ``S=256`` shrinks 3x while the test pipeline
@@ -24,6 +25,8 @@ class ScaleJitter(Resize):
             Defaults to (0.8, 1.25).
         scale (Sequence[int], optional): ``(W, H)`` target fitted with kept aspect ratio
             before the random factor; None keeps the native size. Defaults to None.
+        factor (float): Fixed factor applied on top (``--img-scale-factor``: objects small
+            for the model, tested with ``Resize(scale_factor=factor)``). Defaults to 1.0.
         **kwargs: Other arguments of mmdet's ``Resize`` (``clip_object_border``,
             ``interpolation``, ``backend``).
     """
@@ -31,19 +34,24 @@ class ScaleJitter(Resize):
     def __init__(self,
                  ratio_range: Sequence[float] = (0.8, 1.25),
                  scale: Optional[Sequence[int]] = None,
+                 factor: float = 1.0,
                  **kwargs) -> None:
         low, high = ratio_range
         if not 0 < low <= high:
             raise ValueError(f'ratio_range must be (low, high) with 0 < low <= high, '
                              f'got {tuple(ratio_range)}')
+        if not factor > 0:
+            raise ValueError(f'factor must be > 0, got {factor}')
         super().__init__(scale_factor=1.0, keep_ratio=False, **kwargs)
         self.ratio_range = (float(low), float(high))
         self.target = None if scale is None else tuple(int(v) for v in scale)
+        self.factor = float(factor)
 
     def _size(self, width: int, height: int) -> Tuple[int, int]:
-        base = 1.0
+        base = self.factor
         if self.target is not None:
-            _, base = mmcv.rescale_size((width, height), self.target, return_scale=True)
+            _, fit = mmcv.rescale_size((width, height), self.target, return_scale=True)
+            base *= fit
         factor = base * np.random.uniform(*self.ratio_range)
         return max(1, int(width * factor + 0.5)), max(1, int(height * factor + 0.5))
 
@@ -55,4 +63,4 @@ class ScaleJitter(Resize):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ratio_range={self.ratio_range}, '
-                f'scale={self.target})')
+                f'scale={self.target}, factor={self.factor:g})')
