@@ -3,11 +3,13 @@
 Two trainings writing into one work dir overwrite each other's checkpoints and
 ``last_checkpoint``. :class:`WorkDirLock` creates ``<work_dir>/train.lock`` atomically (a
 hard link of a complete temporary file, so the lock never exists half-written) and removes it
-on exit. A lock whose process is gone (killed, machine rebooted) is taken over with a warning;
-a lock of a live process, or of another host (whose processes cannot be checked), stops the
+on exit. A lock whose process is gone (killed, machine rebooted) is taken over with a warning,
+by exactly one of the processes that find it (they take turns under an ``flock`` on the work
+dir); a lock of a live process, or of another host (whose processes cannot be checked), stops the
 new run with a message saying how to proceed.
 """
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -75,7 +77,7 @@ class WorkDirLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`WorkDirLockedError` naming its owner."""
-        for _ in range(2):  # a second try after removing a stale lock
+        for _ in range(3):  # retries after a stale lock was removed or released meanwhile
             if self._create():
                 self._held = True
                 return
@@ -91,14 +93,31 @@ class WorkDirLock:
                                    'checked from here')
             if pid_alive(int(owner['pid'])):
                 raise self._refuse(f'training {who} is running')
+            if self._take_over(owner, who):
+                self._held = True
+                return
+        raise self._refuse(f'{self.path} was re-created by another process')
+
+    def _take_over(self, stale: dict, who: str) -> bool:
+        """Replace the stale lock of ``stale`` by ours; False if another process came first.
+
+        Processes that find the same stale lock take turns under an OS lock on the work dir
+        (``flock``, released by the kernel even if the holder dies), and each removes the lock
+        file only if it still names the dead owner: without the turns, a late process would
+        delete the lock its faster peer had just created, and both would train.
+        """
+        fd = os.open(self.work_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self._read_owner() != stale:
+                return False
             print_log(f'Taking over the stale lock {self.path} of {who}: that process has '
                       'ended without releasing it (killed?).', logger='current',
                       level=logging.WARNING)
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
-        raise self._refuse(f'{self.path} was re-created by another process')
+            os.remove(self.path)
+            return self._create()
+        finally:
+            os.close(fd)  # releases the flock
 
     def release(self) -> None:
         """Remove the lock if this object holds it."""
