@@ -49,7 +49,8 @@ run_step() {
   fi
 }
 
-want_stamp="$(cat "$REQ" "$ROOT/requirements/nodeps.txt" "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
+# every requirements file, setup.py and this script: a change to any of them reinstalls
+want_stamp="$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$0" | sha256sum | cut -d' ' -f1)"
 if [[ "$MODE" == install && -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" ]]; then
   log ".venv is up to date (delete $STAMP to force a reinstall)"
   exit 0

@@ -58,6 +58,24 @@ def test_train_cli_stops_before_building_anything(tiny_det_cfg, tmp_path, run_to
     assert not (tmp_path / 'work_dir').exists()  # no Runner was built
 
 
+def test_check_dataset_cli_errors_like_train(tiny_det_cfg, tmp_path, run_tool):
+    """tools/analysis/check_dataset.py: a missing dataset or a bad data flag gives one
+    `error:` line and exit status 1, never a traceback."""
+    cfg = _point_at_missing_coco(tiny_det_cfg(with_val=True), tmp_path)
+    cfg_file = tmp_path / 'missing.py'
+    cfg.dump(str(cfg_file))
+    proc = run_tool('tools/analysis/check_dataset.py', cfg_file, '--splits', 'train')
+    assert proc.returncode == 1
+    assert proc.stderr.startswith('error: COCO not found at '), proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+    proc = run_tool('tools/analysis/check_dataset.py', cfg_file, '--data-root', f'{tmp_path}/',
+                    '--train-ann', 'nope.json', '--classes', 'from-json')
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: --classes from-json: annotation file "), proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
 def test_config_and_dataset_name_the_same_missing_paths(tiny_det_cfg, tmp_path):
     """One path check: the config check and RobustCocoDataset report the same paths."""
     from mmdet.registry import DATASETS

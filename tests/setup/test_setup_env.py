@@ -5,6 +5,7 @@ would never run. The fast check fetches mmcv's sdist, applies the C++20 patch an
 step in the venv's setuptools; the slow one compiles mmcv into a temp cache and runs its nms.
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,36 @@ def test_full_source_build_runs_nms(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'full source build passed' in proc.stderr
     assert 'runs mmcv.ops.nms' in proc.stderr
+
+
+def test_stamp_covers_every_requirements_file(tmp_path):
+    """A second setup with nothing changed is a no-op; editing any requirements file (torch's
+    pins included), setup.py or the script makes it install again."""
+    root = tmp_path / 'repo'
+    (root / 'scripts').mkdir(parents=True)
+    shutil.copy(SCRIPT, root / 'scripts')
+    shutil.copytree(ROOT / 'requirements', root / 'requirements')
+    shutil.copy(ROOT / 'setup.py', root)
+    venv = tmp_path / 'venv'
+    (venv / 'bin').mkdir(parents=True)
+    fake_python = venv / 'bin' / 'python'  # every install step "succeeds" without doing anything
+    fake_python.write_text('#!/bin/sh\nexit 0\n')
+    fake_python.chmod(0o755)
+    env = dict(os.environ, VENV=str(venv), XDG_CACHE_HOME=str(tmp_path / 'cache'),
+               EFFDET_WHEELHOUSE='')
+
+    def installs() -> bool:
+        proc = subprocess.run(['bash', str(root / 'scripts' / 'setup_env.sh')], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return 'up to date' not in proc.stderr
+
+    assert installs()
+    assert not installs()
+    edited = sorted((root / 'requirements').glob('*.txt')) + [root / 'setup.py']
+    assert 'torch.txt' in {p.name for p in edited}
+    for path in edited:
+        with open(path, 'a') as f:
+            f.write('\n# edited\n')
+        assert installs(), f'{path.name} changed but setup said up to date'
+        assert not installs()

@@ -44,12 +44,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mmdet.utils import register_all_modules
 
     import effdet_plugin  # noqa: F401  (registers datasets and transforms)
-    from effdet_plugin.cli.runner import load_config
+    from effdet_plugin.cli.runner import exit_if_dataset_missing, load_config
     from effdet_plugin.cli.size_check import size_check
     from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
     register_all_modules(init_default_scope=True)
 
-    cfg = load_config(args.config, args.cfg_options, data_args=args)
+    # bad input stops with one `error:` line, as in tools/train.py
+    try:
+        cfg = load_config(args.config, args.cfg_options, data_args=args)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
+    exit_if_dataset_missing(cfg, args.splits)
     stats = dataset_stats(cfg, args.splits, samples=args.samples)
     fit_report, small = size_check(cfg, stats)
     print(format_stats(stats))
