@@ -108,3 +108,87 @@ def test_fp16_amp_train_steps_on_cuda(config):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+
+
+@pytest.fixture
+def cpu_fallback():
+    """The fallback made to take CPU tensors: mmcv's kernels unavailable to the ops it covers."""
+    routed = mmcv_fallback.enable_mmcv_fallback(force=True, device_type='cpu')
+    yield routed
+    mmcv_fallback.disable_mmcv_fallback()
+
+
+def test_fallback_covers_the_modules_our_configs_reach(cpu_fallback):
+    import sys
+    modules = [sys.modules[name] for name in mmcv_fallback.FALLBACK_MODULES]
+    assert 'nms' in cpu_fallback and 'roi_align' in cpu_fallback
+    for module in modules:
+        assert isinstance(module.ext_module, mmcv_fallback.FallbackExt)
+    mmcv_fallback.enable_mmcv_fallback(force=True, device_type='cpu')  # idempotent
+    assert not isinstance(modules[0].ext_module._ext, mmcv_fallback.FallbackExt)
+    mmcv_fallback.disable_mmcv_fallback()
+    assert not any(isinstance(m.ext_module, mmcv_fallback.FallbackExt) for m in modules)
+
+
+def test_fallback_is_off_where_mmcv_has_the_kernels():
+    import sys
+    if needs_mmcv_fallback():
+        pytest.skip('this machine needs the fallback')
+    assert mmcv_fallback.enable_mmcv_fallback() == ''
+    assert not isinstance(sys.modules['mmcv.ops.nms'].ext_module, mmcv_fallback.FallbackExt)
+
+
+def _boxes(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 200
+    wh = torch.rand(n, 2, generator=g) * 60 + 4
+    return torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g)
+
+
+def test_batched_nms_equals_mmcv_kernel(cpu_fallback):
+    from mmcv.ops import batched_nms
+    boxes, scores = _boxes(300)
+    labels = torch.randint(0, 3, (300, ), generator=torch.Generator().manual_seed(1))
+    dets, keep = batched_nms(boxes, scores, labels, dict(type='nms', iou_threshold=0.5))
+    mmcv_fallback.disable_mmcv_fallback()
+    ref_dets, ref_keep = batched_nms(boxes, scores, labels, dict(type='nms', iou_threshold=0.5))
+    assert 0 < len(keep) < 300
+    assert keep.tolist() == ref_keep.tolist()
+    torch.testing.assert_close(dets, ref_dets)
+
+
+def test_roi_align_forward_and_backward_equal_mmcv_kernel(cpu_fallback):
+    from mmcv.ops import RoIAlign
+    layer = RoIAlign(output_size=7, spatial_scale=0.25, sampling_ratio=0, aligned=True)
+    feats = torch.randn(2, 4, 32, 40)
+    boxes, _ = _boxes(12)
+    rois = torch.cat([torch.arange(12).remainder(2).float()[:, None], boxes * 0.6], 1)
+    grad = torch.randn(12, 4, 7, 7)
+
+    def run():
+        x = feats.clone().requires_grad_()
+        out = layer(x, rois)
+        out.backward(grad)
+        return out.detach(), x.grad
+    out, x_grad = run()
+    mmcv_fallback.disable_mmcv_fallback()
+    ref_out, ref_grad = run()
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(x_grad, ref_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_sigmoid_focal_loss_kernel_equals_mmdet_pytorch_loss(cpu_fallback):
+    """mmcv has no CPU focal-loss kernel: the fallback answers mmcv's own
+    ``sigmoid_focal_loss`` (value and gradient) like mmdet's PyTorch formula."""
+    from mmcv.ops import sigmoid_focal_loss
+    from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss
+    pred = torch.randn(40, 5, requires_grad=True)
+    target = torch.randint(0, 6, (40, ))  # 5 = background
+    loss = sigmoid_focal_loss(pred, target, 2.0, 0.25, None, 'sum')
+    grad, = torch.autograd.grad(loss, pred)
+    ref_pred = pred.detach().clone().requires_grad_()
+    one_hot = torch.nn.functional.one_hot(target, 6)[:, :5].float()
+    ref = py_sigmoid_focal_loss(ref_pred, one_hot, gamma=2.0, alpha=0.25, reduction='sum')
+    ref_grad, = torch.autograd.grad(ref, ref_pred)
+    torch.testing.assert_close(loss, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-5)
