@@ -22,7 +22,7 @@ import json
 import os
 import os.path as osp
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -68,6 +68,25 @@ def collect_inputs(path: str) -> List[str]:
     if not files:
         raise FileNotFoundError(f"folder '{path}' holds no images ({', '.join(IMAGE_EXTS)})")
     return files
+
+
+def output_names(files: Sequence[str]) -> Dict[str, str]:
+    """Picture name per input, one per input: its path below the inputs' common folder with
+    ``.png`` for its extension (``a/k.jpg`` -> ``a/k.png``); inputs that would share a name keep
+    their extension (``k.png``, ``k.jpg`` -> ``k.png.png``, ``k.jpg.png``)."""
+    root = osp.commonpath([osp.dirname(osp.abspath(f)) for f in files])
+    rel = {f: osp.relpath(osp.abspath(f), root) for f in files}
+    keep_ext = set()
+    while True:  # each pass gives more inputs their extension; all of them is always unique
+        names = {f: r + '.png' if f in keep_ext else osp.splitext(r)[0] + '.png'
+                 for f, r in rel.items()}
+        inputs_of = {}
+        for f, name in names.items():
+            inputs_of.setdefault(name, set()).add(rel[f])
+        clash = {f for f, name in names.items() if len(inputs_of[name]) > 1} - keep_ext
+        if not clash:
+            return names
+        keep_ext |= clash
 
 
 def test_split_images(cfg) -> List[str]:
@@ -152,7 +171,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # detector (init_detector sets the scope for the PyTorch one)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     data = apply_data_options(cfg, args)
-    files = collect_inputs(args.inputs) if args.inputs else test_split_images(cfg)
+    try:
+        files = collect_inputs(args.inputs) if args.inputs else test_split_images(cfg)
+    except (FileNotFoundError, ValueError) as e:  # each message says what to pass
+        sys.exit(f'error: {e}')
+    names = output_names(files)
     if args.backend == 'onnxruntime':  # same outputs from the exported file
         from effdet_plugin.deploy import OnnxRuntimeDetector
         if not args.onnx:
@@ -190,10 +213,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             result = model.predict_datasample(img)
         else:
             result = inference_detector(model, img, test_pipeline=test_pipeline)
-        stem = osp.splitext(osp.basename(path))[0]
         visualizer.add_datasample(
-            stem, img[..., ::-1], data_sample=result, draw_gt=False, show=False,
-            pred_score_thr=args.score_thr, out_file=osp.join(args.out_dir, f'{stem}.png'))
+            names[path], img[..., ::-1], data_sample=result, draw_gt=False, show=False,
+            pred_score_thr=args.score_thr, out_file=osp.join(args.out_dir, names[path]))
         report[path] = detections_to_json(result, classes)
         pixels = semantic_pixels(result)
         if pixels is not None:

@@ -68,8 +68,11 @@ def test_infer_missing_input_says_what_to_pass(trained_checkpoint, tmp_path):
     proc = subprocess.run(
         [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(tmp_path / 'nope')],
         cwd=REPO, capture_output=True, text=True, timeout=540)
-    assert proc.returncode != 0
-    assert 'does not exist' in proc.stderr and 'pass an image file' in proc.stderr
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: input '{tmp_path / 'nope'}' does not exist: pass an image file, a DICOM file "
+        'or a folder of images')
 
 
 def test_infer_skips_an_undecodable_file_and_reports_it(trained_checkpoint, tmp_path):
@@ -88,3 +91,53 @@ def test_infer_skips_an_undecodable_file_and_reports_it(trained_checkpoint, tmp_
     report = json.loads((out / 'detections.json').read_text())
     assert sorted(Path(k).name for k in report) == ['a.png', 'c.png', 'd.png']
     assert sorted(p.name for p in out.glob('*.png')) == ['a.png', 'c.png', 'd.png']
+
+
+def _write_distinct_images(paths) -> None:
+    """Random images of distinct widths (40, 48, ...), so a picture tells its input."""
+    rng = np.random.RandomState(0)
+    for i, path in enumerate(paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), rng.randint(0, 255, (48, 40 + 8 * i, 3), np.uint8))
+
+
+def test_inputs_sharing_a_name_get_their_own_pictures(trained_checkpoint, tmp_path):
+    """k.png and k.jpg in one folder: two pictures (each keeps its extension), not one
+    overwritten; a name no other input shares stays <stem>.png."""
+    cfg_path, ckpt = trained_checkpoint
+    images = tmp_path / 'images'
+    inputs = [images / 'k.png', images / 'k.jpg', images / 'other.jpeg']
+    _write_distinct_images(inputs)
+    out = tmp_path / 'out'
+    proc = run_infer(cfg_path, ckpt, images, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pictures = {'k.png': 'k.png.png', 'k.jpg': 'k.jpg.png', 'other.jpeg': 'other.png'}
+    assert sorted(p.name for p in out.glob('*.png')) == sorted(pictures.values())
+    for name, picture in pictures.items():  # each picture drawn from its own input
+        assert cv2.imread(str(out / picture)).shape == cv2.imread(str(images / name)).shape
+    assert len(json.loads((out / 'detections.json').read_text())) == 3
+
+
+def test_images_of_the_test_split_keep_their_folders(trained_checkpoint, tmp_path):
+    """Without INPUTS, images of the annotation file in sub-folders: a/k.png and b/k.png get
+    out/a/k.png and out/b/k.png."""
+    from mmengine.config import Config
+    cfg_path, ckpt = trained_checkpoint
+    root = tmp_path / 'data'
+    files = ['a/k.png', 'b/k.png']
+    _write_distinct_images([root / 'images' / f for f in files])
+    coco = dict(images=[dict(id=i, file_name=f, width=40, height=48)
+                        for i, f in enumerate(files)], annotations=[], categories=[])
+    (root / 'test.json').write_text(json.dumps(coco))
+    cfg = Config.fromfile(str(cfg_path))
+    cfg.test_dataloader.dataset.update(data_root=str(root), ann_file='test.json',
+                                       data_prefix=dict(img='images/'))
+    cfg.dump(str(cfg_path))
+    out = tmp_path / 'out'
+    proc = subprocess.run(
+        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), '--out-dir', str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob('*.png')) == files
+    report = json.loads((out / 'detections.json').read_text())
+    assert sorted(report) == [str(root / 'images' / f) for f in files]
