@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 
 from ..checkpoint.weights_check import apply_weights_check_cfg
 from ..datasets.checks import DatasetNotFoundError, check_config_data
+from ..models.utils.mmcv_fallback import enable_mmcv_fallback
 from .data_options import add_data_args, apply_data_options
 from .dist import setup_cpu_distributed
 
@@ -69,6 +70,7 @@ def build_runner(cfg: Config) -> Runner:
     """Prepare CPU distributed training if needed, apply the config's ``weights_check``
     thresholds (:mod:`.weights_check`), then build the (possibly custom) Runner."""
     setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
+    enable_mmcv_fallback()  # a CPU-built mmcv on a GPU machine: one log line, kernels in PyTorch
     apply_weights_check_cfg(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
