@@ -85,6 +85,10 @@ def warn_if_objects_small(cfg: Config, samples: int = 20) -> List[str]:
     Returns:
         list[str]: The warnings, for :func:`log_to_files` once the run's log exists.
     """
+    from mmengine.registry import init_default_scope
+
+    # the pipelines name mmdet's transforms unscoped; the Runner sets the scope only later
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
     _, problems = size_check(cfg, dataset_stats(cfg, ('train', ), samples=samples))
     for problem in problems:
         print_log(f'WARNING: {problem}', logger='current', level=logging.WARNING)

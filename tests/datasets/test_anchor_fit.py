@@ -2,6 +2,9 @@
 that fixes it: the IoU geometry, the shares per class, and the check on generated 8-20 px
 shapes through tools/analysis/check_dataset.py."""
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from tests.data_helpers import shape_flags, write_shapes, write_small_shapes
 from tools.analysis import check_dataset
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
+REPO = Path(__file__).resolve().parents[2]
 # EfficientDet-Lite0's stride-8 level alone: 24 px square anchors centred at 4 + 8k
 LITE0_P3 = AnchorSpec((AnchorLevel(8.0, 4.0, ((24.0, 24.0), )), ), pos_iou_thr=0.5)
 # and its 48 px stride-16 level
@@ -103,20 +107,27 @@ def test_no_warning_on_objects_the_anchors_fit(tmp_path, capsys):
     assert code == 0 and 'training objects no anchor matches: 0%' in out, out
 
 
-def test_train_logs_the_warning_before_building_the_model(small_shapes, tmp_path, capsys):
-    """tools/train.py's steps: the warning on the console first, then in the run's log."""
-    from mmdet.utils import register_all_modules
-    from mmengine.logging import MMLogger
-
-    from effdet_plugin.cli.runner import load_config
-    from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
-    from tests.data_helpers import data_args
-    register_all_modules()
-    cfg = load_config(DEMO, data_args=data_args(*shape_flags(small_shapes, '--classes',
-                                                            'from-json')))
-    small = warn_if_objects_small(cfg, samples=6)
-    assert len(small) == 1 and '--img-scale-factor 2 ' in small[0]
-    log_file = tmp_path / 'run.log'
-    logger = MMLogger.get_instance('size_check_test', log_file=str(log_file))
-    log_to_files(logger, small)
-    assert small[0] in log_file.read_text()
+def test_train_logs_the_warning_before_building_the_model(small_shapes, tmp_path):
+    """tools/train.py's steps, in a fresh process as train.py runs them (no registry scope set
+    yet): the warning on the console first, then in the run's log."""
+    script = f"""
+import sys
+from mmengine.logging import MMLogger
+import effdet_plugin
+from effdet_plugin.cli.runner import load_config
+from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
+from tests.data_helpers import data_args, shape_flags
+cfg = load_config({DEMO!r}, data_args=data_args(*shape_flags({str(small_shapes)!r},
+                                                              '--classes', 'from-json')))
+small = warn_if_objects_small(cfg, samples=6)
+assert len(small) == 1, small
+log_to_files(MMLogger.get_instance('run', log_file={str(tmp_path / 'run.log')!r}), small)
+"""
+    proc = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = proc.stdout + proc.stderr
+    assert 'WARNING: objects are small for the model' in console
+    assert '--img-scale-factor 2 ' in console
+    log = (tmp_path / 'run.log').read_text()
+    assert 'objects are small for the model' in log and '--img-scale-factor 2 ' in log
