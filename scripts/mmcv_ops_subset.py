@@ -61,8 +61,12 @@ def cudabind_chunks(text: str):
 
 
 def filter_cudabind(path: Path, kept_impls: set) -> None:
-    kept = []
-    for chunk in cudabind_chunks(path.read_text()):
+    text = path.read_text()
+    includes = [line for line in text.splitlines(keepends=True) if line.startswith('#include')]
+    kept = includes
+    body = ''.join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith('#include'))
+    for chunk in cudabind_chunks(body):
         registered = set(re.findall(r'REGISTER_DEVICE_IMPL\((\w+),', chunk))
         if not registered or registered & kept_impls:
             kept.append(chunk)

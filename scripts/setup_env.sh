@@ -6,10 +6,15 @@
 #   bash scripts/setup_env.sh                       # create/update .venv
 #   bash scripts/setup_env.sh --check-source-build  # fast check of the mmcv source-build path (no compile)
 #   bash scripts/setup_env.sh --full-source-build   # build mmcv from source into a temp cache, check its ops
+#   bash scripts/setup_env.sh --prepare-mmcv-source DIR  # fetch + patch mmcv's sdist into DIR only
 #
 # mmcv with compiled ops comes from a prebuilt wheel when one is found ($EFFDET_WHEELHOUSE, a
 # colon-separated list of folders, then ../shared/wheels, then the cache below); otherwise it is
 # built once from PyPI's sdist and the wheel is kept in the cache for later runs and other machines.
+# The source build compiles only the ops our configs reach (EFFDET_MMCV_OPS, default below;
+# EFFDET_MMCV_OPS=all builds every op). With a GPU visible (or FORCE_CUDA=1) it compiles the
+# CUDA kernels too, for TORCH_CUDA_ARCH_LIST (default: the visible GPUs); when no CUDA toolkit
+# is found, nvcc comes from PyPI (nvidia-cuda-nvcc, matching torch's CUDA version).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +22,8 @@ cd "$ROOT"
 MODE="${1:-install}"
 case "$MODE" in
   install|--check-source-build|--full-source-build) ;;
-  *) echo "usage: $0 [--check-source-build | --full-source-build]" >&2; exit 2 ;;
+  --prepare-mmcv-source) [[ -n "${2:-}" ]] || { echo "usage: $0 --prepare-mmcv-source DIR" >&2; exit 2; } ;;
+  *) echo "usage: $0 [--check-source-build | --full-source-build | --prepare-mmcv-source DIR]" >&2; exit 2 ;;
 esac
 VENV="${VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3.11}"
@@ -28,6 +34,9 @@ WHEELHOUSES="${EFFDET_WHEELHOUSE:-}:$ROOT/../shared/wheels"
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/effdet_plugin/wheels"
 LOG_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/effdet_plugin/logs"
 MMCV_VERSION="2.1.0"
+# nms.cpp (nms, soft-NMS), roi_align.cpp (two-stage RoI heads), focal_loss.cpp (mmdet's FocalLoss
+# on CUDA): every compiled op the configs reach (docs/gpu.md, benchmarks/gpu/config_steps.py).
+MMCV_OPS="${EFFDET_MMCV_OPS:-nms,roi_align,focal_loss}"
 # mmcv 2.1's setup.py imports pkg_resources; setuptools 70 and later no longer ship it.
 OLD_SETUPTOOLS='setuptools<70'
 
@@ -111,9 +120,44 @@ find_mmcv_wheel() {
   return 0
 }
 
+gpu_visible() {
+  "$VPY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null
+}
+
+# Whether this build compiles the CUDA kernels: a GPU is visible, or FORCE_CUDA=1 asks for it.
 cuda_build() {
-  command -v nvcc >/dev/null 2>&1 && \
-    "$VPY" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null
+  [[ "${FORCE_CUDA:-0}" == 1 ]] || gpu_visible
+}
+
+# ensure_nvcc LOGFILE: export CUDA_HOME for torch's extension builder. A toolkit on PATH or in
+# $CUDA_HOME is used as it is; otherwise nvcc, the CUDA runtime and CCCL headers of torch's CUDA
+# version are installed from PyPI into the cache (torch's own nvidia-* packages bring the
+# cuBLAS/cuSPARSE/cuSOLVER headers that ATen includes).
+ensure_nvcc() {
+  local logfile="$1" cuda tk nvcc inc
+  if [[ -n "${CUDA_HOME:-}" && -x "$CUDA_HOME/bin/nvcc" ]]; then return 0; fi
+  if command -v nvcc >/dev/null 2>&1; then
+    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"; export CUDA_HOME; return 0
+  fi
+  cuda="$("$VPY" -c 'import torch; print(torch.version.cuda or "")')"
+  [[ -n "$cuda" ]] || { log "ERROR: a CUDA build was asked for, but torch $("$VPY" -c 'import torch; print(torch.__version__)') is a CPU build"; exit 1; }
+  tk="$(dirname "$CACHE_DIR")/cuda-$cuda"
+  if [[ ! -x "$tk/nvcc-bin" ]]; then
+    log "no CUDA toolkit found: installing nvcc $cuda from PyPI into $tk (log: $logfile)"
+    run_step "install nvcc $cuda" "$logfile" "check network access to PyPI, or install a CUDA $cuda toolkit and set CUDA_HOME" -- \
+      "${PIP[@]}" -q --target "$tk" "nvidia-cuda-nvcc==$cuda.*" "nvidia-cuda-runtime==$cuda.*" \
+      "nvidia-cuda-cccl==$cuda.*" "nvidia-cuda-crt==$cuda.*" "nvidia-nvvm==$cuda.*"
+    nvcc="$(find "$tk" -path '*/bin/nvcc' -type f | head -n 1)"
+    [[ -n "$nvcc" ]] || { log "ERROR: nvidia-cuda-nvcc installed no bin/nvcc under $tk"; exit 1; }
+    ln -sfn "$nvcc" "$tk/nvcc-bin"
+  fi
+  CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$tk/nvcc-bin")")")"
+  # torch's extension builder links $CUDA_HOME/lib64/libcudart.so; the wheels ship lib/libcudart.so.N
+  [[ -e "$CUDA_HOME/lib64" ]] || ln -s lib "$CUDA_HOME/lib64"
+  [[ -e "$CUDA_HOME/lib/libcudart.so" ]] || ln -s "$(basename "$(ls "$CUDA_HOME"/lib/libcudart.so.* | head -n 1)")" "$CUDA_HOME/lib/libcudart.so"
+  inc="$("$VPY" -c 'import glob, os, nvidia; print(":".join(p for d in nvidia.__path__ for p in glob.glob(os.path.join(d, "*", "include")) if glob.glob(os.path.join(p, "cublas*.h"))))' 2>/dev/null || true)"
+  export CUDA_HOME CPATH="${inc:+$inc:}${CPATH:-}"
+  log "CUDA_HOME=$CUDA_HOME (nvcc $("$CUDA_HOME/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
 }
 
 # prepare_mmcv_source WORKDIR LOGFILE: fetch mmcv's sdist, unpack it, apply the C++20 patch.
@@ -133,6 +177,10 @@ prepare_mmcv_source() {
   if grep -q -- '-std=c++1[47]' "$MMCV_SRC/setup.py" || ! grep -q -- '-std=c++20' "$MMCV_SRC/setup.py"; then
     log "ERROR: the C++20 patch did not apply to $MMCV_SRC/setup.py"; exit 1
   fi
+  if [[ "$MMCV_OPS" != all ]]; then
+    run_step "keep only the ops $MMCV_OPS" "$logfile" "EFFDET_MMCV_OPS=all builds every op" -- \
+      "$VPY" "$ROOT/scripts/mmcv_ops_subset.py" "$MMCV_SRC" --ops "$MMCV_OPS"
+  fi
 }
 
 # build_mmcv_wheel OUTDIR LOGFILE: compile mmcv into a wheel in OUTDIR (all compiler output -> LOGFILE).
@@ -141,11 +189,12 @@ build_mmcv_wheel() {
   work="$(mktemp -d)"
   prepare_mmcv_source "$work" "$logfile"
   if cuda_build; then
+    ensure_nvcc "$logfile"
     export FORCE_CUDA=1
-    log "CUDA toolkit and GPU found: building the CUDA ops too (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-all visible GPUs}); this takes longer"
+    log "building the CUDA ops too (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-all visible GPUs}); this takes longer"
   fi
   export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
-  log "compiling mmcv $MMCV_VERSION with $MAX_JOBS jobs (about 11-20 min on 2 cores); compiler log: $logfile"
+  log "compiling mmcv $MMCV_VERSION (ops: $MMCV_OPS) with $MAX_JOBS jobs; compiler log: $logfile"
   mkdir -p "$outdir"
   run_step "compile mmcv" "$logfile" \
     "read the compiler errors in the log; README.md 'Troubleshooting the mmcv build' lists the known ones" -- \
@@ -169,6 +218,33 @@ if [[ "$MODE" == --check-source-build ]]; then
   exit 0
 fi
 
+if [[ "$MODE" == --prepare-mmcv-source ]]; then
+  # What an offline machine needs to build mmcv itself: the patched source tree in DIR.
+  mkdir -p "$2"
+  prepare_mmcv_source "$(cd "$2" && pwd)" "$LOG_DIR/mmcv-prepare-$(date +%Y%m%d-%H%M%S).log"
+  log "patched mmcv source: $MMCV_SRC (ops: $MMCV_OPS)"
+  exit 0
+fi
+
+# cuda_kernels_report SO LOGFILE: the GPU architectures and the nms / roi_align kernels that the
+# built extension carries, from cuobjdump (PyPI's nvidia-cuda-cuobjdump when none is installed).
+cuda_kernels_report() {
+  local so="$1" logfile="$2" tool major
+  tool="$(command -v cuobjdump || true)"
+  if [[ -z "$tool" && -x "${CUDA_HOME:-}/bin/cuobjdump" ]]; then tool="$CUDA_HOME/bin/cuobjdump"; fi
+  if [[ -z "$tool" ]]; then
+    major="$("$VPY" -c 'import torch; print(torch.version.cuda.split(".")[0])')"
+    run_step "install cuobjdump" "$logfile" "check network access to PyPI" -- \
+      "${PIP[@]}" -q --target "$(dirname "$CACHE_DIR")/cuobjdump" "nvidia-cuda-cuobjdump==$major.*"
+    tool="$(find "$(dirname "$CACHE_DIR")/cuobjdump" -path '*/bin/cuobjdump' -type f | head -n 1)"
+  fi
+  log "cuobjdump --list-elf $(basename "$so"):"
+  "$tool" --list-elf "$so" | sed 's/^/[setup]   /' >&2
+  log "CUDA kernels for nms / roi_align / sigmoid focal loss (cuobjdump --dump-elf-symbols, demangled):"
+  "$tool" --dump-elf-symbols "$so" | grep -oE '_Z[0-9A-Za-z_]*(nms|roi_align|sigmoid_focal_loss)[0-9A-Za-z_]*' \
+    | sort -u | c++filt | sed 's/(.*//' | sort | uniq -c | sed 's/^/[setup]   /' >&2
+}
+
 if [[ "$MODE" == --full-source-build ]]; then
   # The whole source-build path into a temp cache, then a real nms through the built ops.
   scratch="$(mktemp -d)"
@@ -184,6 +260,9 @@ if [[ "$MODE" == --full-source-build ]]; then
   [[ "$built_from" == "$scratch/site/"* ]] || { log "ERROR: the check imported mmcv from $built_from, not the new build"; exit 1; }
   if ! PYTHONPATH="$scratch/site" have_mmcv_ops; then
     log "ERROR: the freshly built mmcv does not run nms (log: $logfile)"; exit 1
+  fi
+  if [[ "${FORCE_CUDA:-0}" == 1 ]]; then
+    cuda_kernels_report "$(ls "$scratch"/site/mmcv/_ext*.so)" "$logfile"
   fi
   log "full source build passed in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: $(basename "$wheel") runs mmcv.ops.nms"
   exit 0
