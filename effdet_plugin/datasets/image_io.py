@@ -150,6 +150,22 @@ def stored_bit_depth(filename: str) -> Optional[int]:
     return None
 
 
+def bit_depth_problem(filename: str, color_type: str = 'color') -> Optional[str]:
+    """Why mmcv's ``LoadImageFromFile`` would lose the values of ``filename``, or None.
+
+    mmcv's loader cuts 16-bit PNG/TIFF to 8 bits (near-black for 12-bit data) unless
+    ``color_type='unchanged'``; the depth is read from the file header
+    (:func:`stored_bit_depth`).
+    """
+    depth = stored_bit_depth(filename) if color_type != 'unchanged' else None
+    if depth is None or depth <= 8:
+        return None
+    return (f"'{filename}' stores {depth}-bit values: mmcv's LoadImageFromFile "
+            f"(color_type='{color_type}') would cut them to 8 bits (near-black for 12/16-bit "
+            "data). Load the images with dict(type='LoadMedicalImageFromFile', "
+            "window='percentile') (docs/medical.md)")
+
+
 def read_image(filename: Union[str, os.PathLike],
                backend_args: Optional[dict] = None) -> ImageData:
     """Read an image file through mmengine's file backends, keeping its bit depth.

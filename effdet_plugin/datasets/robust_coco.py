@@ -20,7 +20,7 @@ from .checks import (
     json_error,
     missing_paths,
 )
-from .image_io import ImageReadError, stored_bit_depth
+from .image_io import ImageReadError, bit_depth_problem
 
 README_HINT = ('The expected layout is described in data/README.md (the nuclei demo data are '
                'generated with `python tools/dataset_converters/nuclei_to_coco.py`)')
@@ -169,13 +169,9 @@ class RobustCocoDataset(CocoDataset):
         return data
 
     def _refuse_high_bit_depth(self, path: str) -> None:
-        depth = stored_bit_depth(path)
-        if depth is not None and depth > 8:
-            raise ImageReadError(
-                f"'{path}' stores {depth}-bit values: mmcv's LoadImageFromFile "
-                f"(color_type='{self._mmcv_loader.color_type}') would cut them to 8 bits "
-                "(near-black for 12/16-bit data). Load the images with dict(type="
-                "'LoadMedicalImageFromFile', window='percentile') (docs/medical.md)")
+        problem = bit_depth_problem(path, self._mmcv_loader.color_type)
+        if problem:
+            raise ImageReadError(problem)
 
     def _skip(self, path: str, problem: str) -> None:
         if self.test_mode:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import effdet_plugin  # noqa: F401  (weights_only loads of mmengine checkpoints)
+from effdet_plugin.checkpoint import read_checkpoint
 from tests.conftest import write_tiny_coco
 
 
@@ -67,7 +67,7 @@ def test_classes_from_json_is_the_opt_in(tiny_det_cfg, data, tmp_path, run_tool)
     work_dir = tmp_path / 'work_dir'
     proc = run_tool('tools/train.py', cfg_file, '--work-dir', work_dir, '--classes', 'from-json')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    ckpt = read_checkpoint(str(work_dir / 'epoch_1.pth'))
     assert ckpt['meta']['dataset_meta']['classes'] == ('cat', 'red_box')
 
 
@@ -124,15 +124,11 @@ def test_dropped_annotations_and_skipped_images_are_logged(tiny_det_cfg, data, t
     assert (work_dir / 'epoch_1.pth').is_file()
 
 
-def test_16bit_png_is_refused_by_the_demo_loader(data, tmp_path, run_tool):
-    """configs/demo reads images with mmcv's LoadImageFromFile: a 16-bit PNG stops the run
-    with the loader to use instead of being cut to 8 bits."""
-    ramp = np.linspace(0, 4095, data.size * data.size).reshape(data.size, data.size)
-    for png in sorted((Path(data.data_root) / 'images').glob('*.png')):
-        cv2.imwrite(str(png), ramp.astype(np.uint16))
+def _train_demo(run_tool, data, work_dir, *options):
+    """tools/train.py with configs/demo/effdet_lite0_nuclei.py on ``data`` for 2 iterations."""
     ann = f'{data.data_root}/{data.ann_file}'
     options = ['model.backbone.init_cfg=None', 'model.bbox_head.num_classes=2',
-               'train_cfg.max_iters=2']
+               'train_cfg.max_iters=2', *options]
     for split in ('train', 'val'):
         options += [f'{split}_dataloader.dataset.data_root={data.data_root}',
                     f'{split}_dataloader.dataset.ann_file={data.ann_file}',
@@ -141,10 +137,40 @@ def test_16bit_png_is_refused_by_the_demo_loader(data, tmp_path, run_tool):
                     f'{split}_dataloader.num_workers=0',
                     f'{split}_dataloader.persistent_workers=False']
     options += [f'val_evaluator.ann_file={ann}', 'train_dataloader.batch_size=2']
-    work_dir = tmp_path / 'work_dir'
-    proc = run_tool('tools/train.py', 'configs/demo/effdet_lite0_nuclei.py', '--work-dir',
+    return run_tool('tools/train.py', 'configs/demo/effdet_lite0_nuclei.py', '--work-dir',
                     work_dir, '--cfg-options', *options)
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    assert 'stores 16-bit values' in proc.stderr, proc.stderr[-3000:]
-    assert "dict(type='LoadMedicalImageFromFile'" in proc.stderr
-    assert not list(work_dir.glob('*.pth'))
+
+
+def test_16bit_png_is_refused_by_the_demo_loader(data, tmp_path, run_tool):
+    """configs/demo reads images with mmcv's LoadImageFromFile: a 16-bit PNG stops the run
+    with the loader to use instead of being cut to 8 bits."""
+    ramp = np.linspace(0, 4095, data.size * data.size).reshape(data.size, data.size)
+    for png in sorted((Path(data.data_root) / 'images').glob('*.png')):
+        cv2.imwrite(str(png), ramp.astype(np.uint16))
+    work_dir = tmp_path / 'work_dir'
+    proc = _train_demo(run_tool, data, work_dir)
+    _assert_stopped_early(proc, tmp_path, 'error: train_dataloader.dataset: ',
+                          f"{data.data_root}/{data.img_prefix}0001.png' stores 16-bit values",
+                          '(3 more image(s) of the file too)',
+                          "dict(type='LoadMedicalImageFromFile'")
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_missing_image_stops_before_the_model(tool, tiny_det_cfg, data, tmp_path, run_tool):
+    """mmcv's LoadImageFromFile ended in a FileNotFoundError traceback at the first missing
+    image: now one error line names it, the annotation file and the keys to check."""
+    missing = Path(data.data_root) / data.img_prefix / '0003.png'
+    missing.unlink()
+    cfg_file = _config(tiny_det_cfg, data, tmp_path)
+    args = ['--work-dir', tmp_path / 'work_dir']
+    if tool == 'test':
+        ckpt = tmp_path / 'any.pth'
+        torch.save({}, ckpt)
+        args.insert(0, ckpt)
+    proc = run_tool(f'tools/{tool}.py', cfg_file, *args)
+    ann = f'{data.data_root}/{data.ann_file}'
+    key = 'train_dataloader' if tool == 'train' else 'test_dataloader'
+    _assert_stopped_early(proc, tmp_path, f"error: {key}.dataset: 1 of 4 images listed in "
+                          f"'{ann}' do not exist ('{missing}')", f'check {key}.dataset.data_root')
+    assert ('ignore_empty=True' in proc.stderr) == (tool == 'train')  # no skipping in tests
+

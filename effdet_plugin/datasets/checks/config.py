@@ -4,9 +4,10 @@
 otherwise surface deep inside the Runner (a bare ``FileNotFoundError`` from pycocotools), late
 (an ``IndexError`` at evaluation) or not at all (training on nothing, scoring against other
 data): missing files and folders (:func:`check_dataset_paths`), COCO metrics reading another
-file than their dataset (:func:`check_evaluator_ann_files`) and unusable COCO files
-(:func:`check_annotation_files`). :func:`missing_paths` is the one path check, also used by
-:class:`~effdet_plugin.datasets.RobustCocoDataset` when it loads.
+file than their dataset (:func:`check_evaluator_ann_files`), unusable COCO files
+(:func:`check_annotation_files`) and images that are missing or that the config's loader
+would cut to 8 bits (:func:`check_image_files`). :func:`missing_paths` is the one path
+check, also used by :class:`~effdet_plugin.datasets.RobustCocoDataset` when it loads.
 """
 import os.path as osp
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -15,6 +16,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.config import Config
 
+from ..image_io import bit_depth_problem
 from .coco import AnnotationError, check_coco_stats, coco_stats, read_coco_json
 
 SPLITS = ('train', 'val', 'test')
@@ -181,7 +183,21 @@ def _local_json(path: str) -> bool:
     return '://' not in path and path.endswith('.json') and osp.isfile(path)
 
 
-def check_annotation_files(cfg: Config, splits: Sequence[str] = ('train', 'val')) -> None:
+def _json_reader() -> Callable[[str], dict]:
+    """:func:`read_coco_json` that parses each file once."""
+    files: Dict[str, dict] = {}
+
+    def read(path: str) -> dict:
+        if path not in files:
+            files[path] = read_coco_json(path)
+        return files[path]
+
+    return read
+
+
+def check_annotation_files(cfg: Config,
+                           splits: Sequence[str] = ('train', 'val'),
+                           read: Optional[Callable[[str], dict]] = None) -> None:
     """Raise :class:`AnnotationError` if a COCO annotation file of ``splits`` is unusable.
 
     Every local file a run will read (datasets of ``CocoDataset`` type or a subclass, and the
@@ -195,17 +211,13 @@ def check_annotation_files(cfg: Config, splits: Sequence[str] = ('train', 'val')
         cfg (Config): Full config (after ``--cfg-options`` and the data options).
         splits (Sequence[str]): Any of ``'train'``, ``'val'``, ``'test'``.
             Defaults to ``('train', 'val')``.
+        read (callable, optional): Reads a COCO file (:func:`read_coco_json`, shared with
+            :func:`check_image_files`). Defaults to a reader of its own.
 
     Raises:
         AnnotationError: One line per problem, each naming the file.
     """
-    files: Dict[str, dict] = {}
-
-    def read(path: str) -> dict:
-        if path not in files:
-            files[path] = read_coco_json(path)
-        return files[path]
-
+    read = read or _json_reader()
     problems = []
     for split in splits:
         if split == 'val' and not cfg.get('val_cfg'):
@@ -235,14 +247,103 @@ def check_annotation_files(cfg: Config, splits: Sequence[str] = ('train', 'val')
         raise AnnotationError('\n'.join(dict.fromkeys(problems)))
 
 
+def _image_loader(dataset: dict) -> Optional[dict]:
+    """The dataset's image loading transform if it is mmcv's ``LoadImageFromFile`` or our
+    ``LoadMedicalImageFromFile`` (the ones :func:`check_image_files` knows), else None."""
+    for transform in dataset.get('pipeline') or []:
+        kind = transform.get('type') if isinstance(transform, dict) else None
+        name = kind.rsplit('.', 1)[-1] if isinstance(kind, str) else getattr(kind, '__name__', '')
+        if name in ('LoadImageFromFile', 'LoadMedicalImageFromFile'):
+            return dict(transform, type=name)
+    return None
+
+
+def _missing_images(key: str, ann_file: str, paths: List[str], loader: dict) -> List[str]:
+    if loader.get('ignore_empty', False):
+        return []
+    missing = [p for p in paths if not osp.isfile(p)]
+    if not missing:
+        return []
+    shown = ', '.join(f"'{p}'" for p in missing[:3]) + (', ...' if len(missing) > 3 else '')
+    return [f"{key}: {len(missing)} of {len(paths)} images listed in '{ann_file}' do not exist "
+            f'({shown}): images are read from data_root/data_prefix.img/file_name, so check '
+            f'{key}.data_root and data_prefix.img (--data-root, --img-prefix) or remove the '
+            'images from the file' + (
+                f" (or skip them: dict(type='{loader['type']}', ignore_empty=True))"
+                if key.startswith('train_') else '')]
+
+
+def _deep_images(key: str, paths: List[str], loader: dict) -> List[str]:
+    if loader['type'] != 'LoadImageFromFile':  # LoadMedicalImageFromFile reads 16 bits
+        return []
+    color_type = loader.get('color_type', 'color')
+    deep = [msg for msg in (bit_depth_problem(p, color_type) for p in paths
+                            if p.lower().endswith(('.png', '.tif', '.tiff'))) if msg]
+    if not deep:
+        return []
+    more = f' ({len(deep) - 1} more image(s) of the file too)' if len(deep) > 1 else ''
+    return [f'{key}: {deep[0]}{more}']
+
+
+def check_image_files(cfg: Config,
+                      splits: Sequence[str] = ('train', 'val'),
+                      read: Optional[Callable[[str], dict]] = None) -> None:
+    """Raise if images of a COCO dataset of ``splits`` are missing or would lose bit depth.
+
+    For every dataset of ``CocoDataset`` type (or a subclass) with a local annotation file and
+    an image loader this module knows (mmcv's ``LoadImageFromFile``, ``LoadMedicalImageFromFile``):
+    every listed image must exist unless the loader has ``ignore_empty=True`` (mmcv's loader
+    ends a run with a ``FileNotFoundError`` traceback at the first missing one), and for
+    mmcv's loader no PNG/TIFF may store more than 8 bits (read from each file's header:
+    :func:`~..image_io.bit_depth_problem`). Remote files are not checked.
+
+    Args:
+        cfg (Config): Full config (after ``--cfg-options`` and the data options).
+        splits (Sequence[str]): Any of ``'train'``, ``'val'``, ``'test'``.
+            Defaults to ``('train', 'val')``.
+        read (callable, optional): Reads a COCO file (shared with
+            :func:`check_annotation_files`). Defaults to a reader of its own.
+
+    Raises:
+        DatasetNotFoundError: Images are missing (the first three named, with the fix).
+        ValueError: 16-bit images for mmcv's loader (the first named, with the loader to use).
+    """
+    read = read or _json_reader()
+    missing, deep = [], []
+    for split in splits:
+        if split == 'val' and not cfg.get('val_cfg'):
+            continue
+        for key, dataset in split_datasets(cfg, split):
+            loader = _image_loader(dataset)
+            if loader is None or _coco_class(dataset) is None or not dataset.get('ann_file'):
+                continue
+            ann_file = join_root(dataset.get('data_root'), dataset['ann_file'])
+            prefix = join_root(dataset.get('data_root'),
+                               (dataset.get('data_prefix') or {}).get('img', ''))
+            if not _local_json(ann_file) or '://' in prefix:
+                continue
+            paths = [osp.join(prefix, img['file_name']) for img in read(ann_file)['images']
+                     if isinstance(img, dict) and isinstance(img.get('file_name'), str)]
+            paths = list(dict.fromkeys(paths))
+            missing += _missing_images(key, ann_file, paths, loader)
+            deep += _deep_images(key, paths, loader)
+    if missing:
+        raise DatasetNotFoundError('\n'.join(missing + deep))
+    if deep:
+        raise ValueError('\n'.join(deep))
+
+
 def check_config_data(cfg: Config, splits: Sequence[str]) -> None:
     """All checks of this module on the datasets and metrics of ``splits``, in order.
 
     Raises:
-        DatasetNotFoundError: Missing files or folders (see :func:`check_dataset_paths`).
-        ValueError: A COCO metric scores another file than its dataset reads, or
-            (:class:`AnnotationError`) an annotation file is unusable.
+        DatasetNotFoundError: Missing files, folders or images (see
+            :func:`check_dataset_paths`, :func:`check_image_files`).
+        ValueError: A COCO metric scores another file than its dataset reads, an annotation
+            file is unusable (:class:`AnnotationError`), or images would lose bit depth.
     """
     check_dataset_paths(cfg, splits)
     check_evaluator_ann_files(cfg, [s for s in splits if s != 'train'] or ['val'])
-    check_annotation_files(cfg, splits)
+    read = _json_reader()
+    check_annotation_files(cfg, splits, read)
+    check_image_files(cfg, splits, read)
