@@ -99,6 +99,9 @@ class EffNet(BaseModule):
         scaling (dict, optional): Overrides of the formula bases ``alpha``/``beta``/``gamma``
             when ``arch`` is a number. Defaults to None.
         with_cp (bool): Activation checkpointing of every block. Defaults to False.
+        hidden_channels (Sequence[Sequence[int | None]], optional): Per stage (7 entries), per
+            block, the hidden width of each MBConv; ``None`` keeps the scaled width. Written by
+            channel pruning (``tools/analysis/se_gates.py --prune``). Defaults to None.
         init_cfg (dict | list[dict], optional): Initialization config.
     """
     num_layers = len(B0_STAGES) + 2  # stem + stages + head conv
@@ -116,6 +119,7 @@ class EffNet(BaseModule):
                  act_cfg: OptConfigType = None,
                  scaling: Optional[dict] = None,
                  with_cp: bool = False,
+                 hidden_channels: Optional[Sequence[Sequence[Optional[int]]]] = None,
                  init_cfg: OptMultiConfig = [
                      dict(type='Kaiming', layer='Conv2d', mode='fan_out'),
                      dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)
@@ -149,6 +153,7 @@ class EffNet(BaseModule):
         stem_channels = round_filters(STEM_CHANNELS, width)
         head_channels = round_filters(HEAD_CHANNELS, width)
         total_blocks = sum(s.repeats for s in stages)
+        hidden = self._check_hidden_channels(hidden_channels, stages)
 
         self.layers = nn.ModuleList(
             [ConvModule(in_channels, stem_channels, 3, stride=2, padding=stem_pad,
@@ -163,7 +168,7 @@ class EffNet(BaseModule):
                            se_ratio=spec.se_ratio,
                            drop_path_rate=drop_path_rate * block_id / total_blocks,
                            with_cp=with_cp, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
-                           act_cfg=act_cfg))
+                           act_cfg=act_cfg, mid_channels=hidden[len(self.layers) - 1][i]))
                 block_id += 1
             stride *= spec.stride
             self.layers.append(nn.Sequential(*blocks))
@@ -185,6 +190,19 @@ class EffNet(BaseModule):
         self.out_channels = tuple(channels[i] for i in self.out_indices)
         self.strides = tuple(strides[i] for i in self.out_indices)
         self._freeze_stages()
+
+    @staticmethod
+    def _check_hidden_channels(hidden_channels, stages: Sequence[StageSpec]) -> list:
+        """``hidden_channels`` as one list per stage with one entry per block."""
+        if hidden_channels is None:
+            return [[None] * spec.repeats for spec in stages]
+        shape = [spec.repeats for spec in stages]
+        if len(hidden_channels) != len(stages) or any(
+                len(widths) != n for widths, n in zip(hidden_channels, shape)):
+            got = [len(widths) for widths in hidden_channels]
+            raise ValueError(f'hidden_channels must give one width (or None) per block: blocks '
+                             f'per stage {shape}, got {got}. It was written for another arch?')
+        return [list(widths) for widths in hidden_channels]
 
     def _drop_unbuilt_layers(self, state_dict: dict, prefix: str, *args) -> None:
         """Remove the weights of layers past the deepest output from a state dict to load."""

@@ -1,5 +1,6 @@
 """Mobile inverted bottleneck (MBConv) block with squeeze-and-excitation and drop path."""
 import contextlib
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -52,6 +53,9 @@ class MBConv(BaseModule):
         norm_cfg (dict): Norm layer config. Defaults to BN with TF's eps 1e-3.
         act_cfg (dict): Activation config. Defaults to SiLU (Swish).
         with_cp (bool): Use activation checkpointing in training. Defaults to False.
+        mid_channels (int, optional): Hidden width instead of ``in_channels * expand_ratio``
+            (a block whose hidden channels were pruned). Needs ``expand_ratio != 1``.
+            Defaults to None.
     """
 
     def __init__(self,
@@ -66,11 +70,17 @@ class MBConv(BaseModule):
                  norm_cfg: ConfigType = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: ConfigType = dict(type='SiLU'),
                  with_cp: bool = False,
+                 mid_channels: Optional[int] = None,
                  init_cfg: OptConfigType = None):
         super().__init__(init_cfg)
         self.with_cp = with_cp
         self.with_residual = stride == 1 and in_channels == out_channels
-        mid_channels = int(in_channels * expand_ratio)
+        if mid_channels is None:
+            mid_channels = int(in_channels * expand_ratio)
+        elif expand_ratio == 1 or mid_channels < 1:
+            raise ValueError(f'mid_channels={mid_channels} needs a block with an expansion conv '
+                             f'(expand_ratio != 1, got {expand_ratio}) and at least 1 channel')
+        self.mid_channels = mid_channels
         pointwise_cfg, _ = resolve_padding(conv_cfg, 1)
         depthwise_cfg, padding = resolve_padding(conv_cfg, kernel_size, stride)
         common = dict(conv_cfg=pointwise_cfg, norm_cfg=norm_cfg)

@@ -1,0 +1,173 @@
+"""The SE-gate study: gate statistics of a trained model, pruning by gate against L1-norm and
+random channel ranking at the same FLOPs, and AP before pruning, after it and after fine-tuning.
+
+Used by ``tools/analysis/se_gates.py``; the pruning itself is :mod:`.se_gates`.
+"""
+import copy
+import json
+import os
+import os.path as osp
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+
+from . import se_gates
+from .experiments import ResultsFile, format_markdown, measure, rescale_schedule, run_config
+
+METRIC = 'coco/bbox_mAP'
+
+
+def ap_of(metrics: Dict[str, float]) -> float:
+    """bbox AP; mmdet's COCO metric returns nothing when a model detects nothing: AP 0."""
+    return float(metrics.get(METRIC, 0.0))
+
+
+def build_model(cfg: Config, checkpoint: Optional[str] = None) -> torch.nn.Module:
+    """The config's model on the CPU, in eval mode, with ``checkpoint``'s ``state_dict``."""
+    from mmdet.registry import MODELS
+
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    return model.eval()
+
+
+def gate_dataloader(cfg: Config, split: str = 'train'):
+    """The images of ``split`` through the test pipeline (no augmentation), batch 1."""
+    loader = copy.deepcopy(cfg.get(f'{split}_dataloader'))
+    if loader is None:
+        raise ValueError(f'the config has no {split}_dataloader')
+    loader.dataset.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+    loader.update(batch_size=1, num_workers=0, persistent_workers=False,
+                  sampler=dict(type='DefaultSampler', shuffle=False))
+    loader.pop('batch_sampler', None)
+    return Runner.build_dataloader(loader)
+
+
+def evaluate(cfg: Config, checkpoint: str, work_dir: str) -> Dict[str, float]:
+    """Validation metrics of ``checkpoint`` under ``cfg`` (EMA weights: the checkpoint's
+    ``state_dict``, which mmengine's EMA hook writes there)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.update(load_from=checkpoint, resume=False, work_dir=work_dir, log_level='WARNING',
+               experiment_name=f'eval_{osp.basename(work_dir)}_{time.strftime("%H%M%S")}')
+    metrics = Runner.from_cfg(cfg).val()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def pruned_config(cfg: Config, hidden: List[List[Optional[int]]]) -> Config:
+    """``cfg`` whose backbone is built with the pruned hidden widths, and no pretrained init."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.hidden_channels = hidden
+    cfg.model.backbone.pop('init_cfg', None)
+    return cfg
+
+
+def save_pruned(cfg: Config, state_dict: Dict[str, torch.Tensor], out_dir: str,
+                name: str) -> Tuple[str, str]:
+    """Write ``<name>.py`` (a config that builds the pruned model) and ``<name>.pth``."""
+    os.makedirs(out_dir, exist_ok=True)
+    cfg_path, ckpt_path = osp.join(out_dir, f'{name}.py'), osp.join(out_dir, f'{name}.pth')
+    cfg.dump(cfg_path)
+    torch.save(dict(state_dict=state_dict, meta=dict(pruned_from=name)), ckpt_path)
+    return cfg_path, ckpt_path
+
+
+def collect_gates(cfg: Config, checkpoint: str, out_dir: str, split: str = 'train',
+                  threshold: float = 0.1, max_images: Optional[int] = None):
+    """Gate statistics over ``split``; writes ``gates.json`` and one heat-map PNG per stage.
+
+    Returns:
+        tuple: The loaded model and the statistics by block name.
+    """
+    se_gates.se_blocks(build_model(cfg).backbone)  # before loading: fails early for Lite
+    model = build_model(cfg, checkpoint)
+    stats = se_gates.iterate_gates(model, gate_dataloader(cfg, split), threshold, max_images)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'gates.json'), 'w') as f:
+        json.dump(dict(checkpoint=checkpoint, split=split,
+                       blocks=se_gates.stats_to_json(stats)), f, indent=1)
+    se_gates.plot_gate_heatmaps(stats, out_dir)
+    return model, stats
+
+
+def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[float],
+                rankings: Sequence[str] = se_gates.RANKINGS, seeds: int = 1,
+                finetune: int = 0, split: str = 'train', threshold: float = 0.1,
+                max_images: Optional[int] = None, shape: Sequence[int] = (256, 256),
+                latency_time: float = 1.0, log=print) -> List[Dict[str, object]]:
+    """Prune ``checkpoint`` at each ratio with each ranking (random: one per seed), evaluate,
+    optionally fine-tune ``finetune`` iterations, and tabulate params, FLOPs, CPU latency and
+    AP. Rows already in ``out_dir/prune.csv`` are skipped (resumable)."""
+    model, stats = collect_gates(cfg, checkpoint, out_dir, split, threshold, max_images)
+    blocks = se_gates.se_blocks(model.backbone)
+    se_gates.check_prunable_norms(blocks)
+    results = ResultsFile(out_dir, 'prune.csv', ('ratio', 'ranking', 'seed'),
+                          dict(checkpoint=osp.abspath(checkpoint), finetune=finetune,
+                               split=split, shape=list(shape)))
+    if not results.done(ratio=0.0, ranking='none', seed=0):
+        figures = measure(model, shape, latency_time)
+        metrics = evaluate(cfg, checkpoint, osp.join(out_dir, 'runs', 'unpruned'))
+        results.append(dict(ratio=0.0, ranking='none', seed=0, channels=0,
+                            params=figures['params'], flops=figures['flops'],
+                            latency_ms=figures.get('latency_ms'), ap_pruned=ap_of(metrics),
+                            ap_finetuned=None))
+    state = model.state_dict()
+    prunable = se_gates.prunable_channels(blocks)
+    for ratio in ratios:
+        for ranking in rankings:
+            for seed in range(seeds if ranking == 'random' else 1):
+                if results.done(ratio=ratio, ranking=ranking, seed=seed):
+                    continue
+                name = f'pruned_{ranking}_{ratio:g}_s{seed}'
+                kept = se_gates.keep_indices(blocks, ratio, ranking, stats, seed)
+                removed = prunable - sum(int(k.numel()) for k in kept.values())
+                small_cfg = pruned_config(cfg, se_gates.pruned_hidden_channels(model.backbone,
+                                                                               kept))
+                small_state = se_gates.prune_state_dict(state, kept, stats=stats)
+                cfg_path, ckpt_path = save_pruned(small_cfg, small_state, out_dir, name)
+                small = build_model(Config.fromfile(cfg_path), ckpt_path)  # from its own files
+                figures = measure(small, shape, latency_time)
+                ap = ap_of(evaluate(small_cfg, ckpt_path, osp.join(out_dir, 'runs', name)))
+                tuned = None
+                if finetune > 0:
+                    tune_cfg = copy.deepcopy(small_cfg)
+                    tune_cfg.load_from = ckpt_path
+                    rescale_schedule(tune_cfg, finetune)
+                    _, metrics, _ = run_config(tune_cfg, osp.join(out_dir, 'runs', f'{name}_ft'),
+                                               seed)
+                    tuned = ap_of(metrics)
+                log(f'{name}: {removed}/{prunable} channels removed, '
+                    f'{figures["flops"] / 1e9:.3f} GFLOPs, AP {ap:.3f}'
+                    + ('' if tuned is None else f' -> {tuned:.3f} after {finetune} it'))
+                results.append(dict(ratio=ratio, ranking=ranking, seed=seed, channels=removed,
+                                    params=figures['params'], flops=figures['flops'],
+                                    latency_ms=figures.get('latency_ms'), ap_pruned=ap,
+                                    ap_finetuned=tuned))
+    write_table(results.rows, out_dir)
+    return results.rows
+
+
+def write_table(rows: Sequence[Dict[str, str]], out_dir: str) -> str:
+    """``prune.md``: one line per run, relative FLOPs and latency against the unpruned model."""
+    base = next(r for r in rows if r['ranking'] == 'none')
+    header = ['ratio', 'ranking', 'seed', 'channels removed', 'params (M)', 'GFLOPs',
+              'FLOPs x', 'latency x', 'AP pruned', 'AP fine-tuned']
+
+    def ratio_of(row, key):
+        return (f'{float(row[key]) / float(base[key]):.3f}' if row.get(key) and base.get(key)
+                else '-')
+
+    lines = [[r['ratio'], r['ranking'], r['seed'], r['channels'],
+              f'{float(r["params"]) / 1e6:.3f}', f'{float(r["flops"]) / 1e9:.3f}',
+              ratio_of(r, 'flops'), ratio_of(r, 'latency_ms'), f'{float(r["ap_pruned"]):.3f}',
+              f'{float(r["ap_finetuned"]):.3f}' if r.get('ap_finetuned') else '-']
+             for r in rows]
+    text = format_markdown(header, lines)
+    with open(osp.join(out_dir, 'prune.md'), 'w') as f:
+        f.write(text + '\n')
+    return text
