@@ -17,6 +17,7 @@ import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers
 from effdet_plugin import cli
 from effdet_plugin.cli.lr_scaling import apply_auto_scale_lr
 from effdet_plugin.cli.memory_format import set_memory_format
+from effdet_plugin.cli.signals import stop_on_signals
 from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
 from effdet_plugin.cli.work_dir_lock import hold_work_dir
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
@@ -74,4 +75,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with stop_on_signals('training stopped'):
+        main()

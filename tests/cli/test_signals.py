@@ -1,0 +1,71 @@
+"""Ctrl-C or SIGTERM on tools/train.py: the run unwinds and no dataloader worker outlives it."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from effdet_plugin.cli.work_dir_lock import LOCK_NAME
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list:
+    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize('sig, said', [(signal.SIGINT, 'Ctrl-C (SIGINT)'),
+                                       (signal.SIGTERM, 'SIGTERM')])
+def test_signal_leaves_no_worker_behind(sig, said, tiny_det_cfg, tmp_path):
+    """A training with 2 persistent dataloader workers gets the signal once they run: it ends
+    with the signal's status and one line, its workers are gone by the time it has exited, and
+    its work-dir lock is released (the stack unwound). Python's default SIGTERM left both
+    workers running after the parent's exit."""
+    work_dir = tmp_path / 'work_dir'
+    cfg = tiny_det_cfg(work_dir)
+    cfg.train_dataloader.update(num_workers=2, persistent_workers=True,
+                                sampler=dict(type='InfiniteSampler', shuffle=True))
+    cfg.train_dataloader.pop('batch_sampler')
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=100000, val_interval=100000)
+    cfg.param_scheduler = []
+    cfg.log_processor.by_epoch = False
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=100000)
+    cfg_file = tmp_path / 'long.py'
+    cfg.dump(str(cfg_file))
+    log_file = tmp_path / 'train.log'
+    with open(log_file, 'w') as log:
+        proc = subprocess.Popen([sys.executable, 'tools/train.py', str(cfg_file)], cwd=REPO,
+                                env=dict(os.environ, OMP_NUM_THREADS='1'), stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while len(_children(proc.pid)) < 2:
+            assert proc.poll() is None, log_file.read_text()[-3000:]
+            assert time.time() < deadline, 'the dataloader workers did not start'
+            time.sleep(0.2)
+        workers = _children(proc.pid)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=120) == 128 + sig, log_file.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log_file.read_text()
+    assert output.rstrip().endswith(f'training stopped by {said}'), output[-3000:]
+    assert 'Traceback' not in output, output[-3000:]
+    assert not [pid for pid in workers if _alive(pid)]
+    assert not (work_dir / LOCK_NAME).exists()
