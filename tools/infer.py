@@ -15,7 +15,7 @@ Without INPUTS, the images of the config's test annotation file are used; the da
 
 Example:
     python tools/infer.py configs/demo/effdet_lite0_nuclei.py work_dirs/demo/best.pth \
-        data/nuclei/val/ --out-dir outputs/ --score-thr 0.3
+        data/nuclei/val/ --out-dir outputs/
 """
 import argparse
 import json
@@ -45,7 +45,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "of the config's test annotation file")
     parser.add_argument('--out-dir', default='outputs', help='where PNGs and the JSON go')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
-    parser.add_argument('--score-thr', type=float, default=0.3,
+    parser.add_argument('--score-thr', type=float, default=0.5,
                         help='hide detections below this score in the PNGs (the JSON keeps all)')
     parser.add_argument('--backend', default='pytorch', choices=['pytorch', 'onnxruntime'],
                         help='onnxruntime runs --onnx (tools/deploy/export_onnx.py) instead of '
