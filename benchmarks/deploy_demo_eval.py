@@ -15,11 +15,12 @@ import torch
 from mmdet.structures.bbox import bbox_overlaps
 from mmdet.utils import register_all_modules
 from mmengine.config import Config, ConfigDict
-from mmengine.runner import Runner
 
 import effdet_plugin  # noqa: F401
+from effdet_plugin import cli
 from effdet_plugin.deploy import preprocess
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
+from effdet_plugin.engine import CheckedRunner
 
 CONFIG = 'configs/demo/effdet_lite0_nuclei.py'
 HARD_NMS = dict(type='nms', iou_threshold=0.5)
@@ -29,7 +30,7 @@ def coco_ap(cfg: Config, checkpoint: str, work_dir: str) -> dict:
     cfg = copy.deepcopy(cfg)
     cfg.work_dir, cfg.load_from = work_dir, checkpoint
     cfg.test_dataloader.num_workers, cfg.test_dataloader.persistent_workers = 0, False
-    metrics = Runner.from_cfg(cfg).test()
+    metrics = CheckedRunner.from_cfg(cfg).test()
     return {k.split('/')[-1]: v for k, v in metrics.items() if k.endswith(('mAP', 'mAP_50'))}
 
 
@@ -48,8 +49,7 @@ def main(argv=None) -> None:
         hard_ap = coco_ap(hard, args.checkpoint, osp.join(tmp, 'hard'))
         print(f'soft-NMS (config): {soft_ap}\nhard NMS 0.5 (ONNX graph): {hard_ap}')
 
-        from mmdet.apis import init_detector
-        model = init_detector(hard, args.checkpoint, device='cpu')
+        model = cli.init_detector(hard, args.checkpoint, device='cpu')
         img_dir = osp.join(cfg.val_dataloader.dataset.data_root,
                            cfg.val_dataloader.dataset.data_prefix.img)
         img = cv2.imread(osp.join(img_dir, sorted(__import__('os').listdir(img_dir))[0]))

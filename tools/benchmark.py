@@ -24,9 +24,9 @@ import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 
 import effdet_plugin  # noqa: F401  (registers our models)
+from effdet_plugin.checkpoint import WeightsCheckSettings, load_checkpoint
 from effdet_plugin.cli.memory_format import add_memory_format_arg, set_memory_format
 
 
@@ -36,7 +36,7 @@ def build_model(cfg: Config, checkpoint: Optional[str], device: str) -> torch.nn
     from mmdet.registry import MODELS
     model = MODELS.build(cfg.model)
     if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_checkpoint(model, checkpoint, WeightsCheckSettings.from_cfg(cfg))
     return model.to(device).eval()
 
 

@@ -155,7 +155,7 @@ def semantic_pixels(result) -> Optional[dict]:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    from mmdet.apis import inference_detector, init_detector
+    from mmdet.apis import inference_detector
     from mmdet.registry import VISUALIZERS
     from mmdet.utils import get_test_pipeline_cfg
     from mmengine.config import Config
@@ -163,6 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from mmengine.registry import init_default_scope
 
     import effdet_plugin  # noqa: F401  (registers our components)
+    from effdet_plugin import cli
     from effdet_plugin.cli.data_options import apply_data_options
     from effdet_plugin.cli.memory_format import set_memory_format
 
@@ -183,7 +184,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                      '(made by tools/deploy/export_onnx.py)')
         model = OnnxRuntimeDetector(args.onnx)
     else:
-        model = init_detector(cfg, args.checkpoint, device=args.device)
+        with cli.exit_on_weights_error():  # unreadable, unfit or NaN: one error line
+            model = cli.init_detector(cfg, args.checkpoint, device=args.device)
         set_memory_format(model, args.channels_last)
     if data.get('classes'):
         model.dataset_meta = dict(model.dataset_meta or {}, classes=tuple(data['classes']))

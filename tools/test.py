@@ -1,8 +1,10 @@
 """Test (and evaluate) a detector with mmengine's Runner; the CLI is mmdet's ``tools/test.py``.
 
 Additions: ``import effdet_plugin`` fills the registries; a missing dataset or checkpoint stops
-the run at once with a hint; ``--launcher pytorch`` also works on CPU-only machines (gloo); the
-model runs in channels-last memory format unless ``--no-channels-last``.
+the run at once with a hint; a checkpoint that cannot be read, does not fit the model or holds
+NaN/inf stops it with one ``error:`` line (``CheckedRunner``); ``--launcher pytorch`` also
+works on CPU-only machines (gloo); the model runs in channels-last memory format unless
+``--no-channels-last``.
 """
 import argparse
 import os.path as osp
@@ -80,11 +82,12 @@ def main() -> None:
         use_tta(cfg)
 
     cli.exit_if_dataset_missing(cfg, ('test', ))
-    runner = cli.build_runner(cfg)
-    set_memory_format(runner.model, args.channels_last)
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    runner.test()
+    with cli.exit_on_weights_error():
+        runner = cli.build_runner(cfg)
+        set_memory_format(runner.model, args.channels_last)
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        runner.test()
 
 
 if __name__ == '__main__':

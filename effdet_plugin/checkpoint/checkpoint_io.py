@@ -1,14 +1,16 @@
-"""The one read path and the one save path of the converters, and the Lite weight packages."""
+"""The one read path of every loader and the one save path of the converters, and the Lite
+weight packages."""
 import importlib
 import os.path as osp
 from collections import OrderedDict
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 import torch
 from mmengine.runner.checkpoint import save_checkpoint as mmengine_save_checkpoint
 
+from .compat import mmengine_globals_allowed
 from .efficientnet import ConversionResult, convert_efficientnet
-from .weights_check import check_finite
+from .weights_check import WeightsError, check_finite
 
 # Containers that training frameworks wrap state dicts in, most specific first.
 _WRAPPERS = ('state_dict_ema', 'state_dict', 'model', 'module')
@@ -20,29 +22,45 @@ CONVERT_HINT = ('Re-download or re-create it, e.g. `python tools/convert_weights
 LITE_PACKAGES = ('lite0', 'lite1', 'lite2')
 
 
-class CheckpointReadError(RuntimeError):
-    """A checkpoint file exists but cannot be read as PyTorch weights."""
+class CheckpointReadError(WeightsError):
+    """A checkpoint file cannot be read as PyTorch weights."""
 
 
-def read_checkpoint(path: str) -> dict:
-    """``torch.load`` a file on the CPU with weights-only unpickling and readable errors.
+class CheckpointNotFoundError(CheckpointReadError, FileNotFoundError):
+    """A checkpoint file does not exist."""
+
+
+def read_checkpoint(path: str, map_location: Union[str, Callable, None] = 'cpu') -> dict:
+    """``torch.load`` a file with weights-only unpickling and readable errors.
+
+    The types mmengine training checkpoints carry are allow-listed during the read
+    (:func:`.compat.mmengine_globals_allowed`); anything else pickled is refused.
+
+    Args:
+        path (str): A local file.
+        map_location (str | Callable, optional): As for ``torch.load``. Defaults to 'cpu'.
 
     Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        CheckpointReadError: If the file is truncated, not a PyTorch file, or holds pickled
-            objects other than tensors and containers.
+        CheckpointNotFoundError: If ``path`` does not exist (also a ``FileNotFoundError``).
+        CheckpointReadError: If the file is empty, truncated, not a PyTorch file, or holds
+            pickled objects other than tensors, containers and mmengine's logging types.
     """
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Checkpoint {path!r} does not exist. {CONVERT_HINT}')
+        raise CheckpointNotFoundError(f'Checkpoint {path!r} does not exist. {CONVERT_HINT}')
+    size = osp.getsize(path)
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        with mmengine_globals_allowed():
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types (RuntimeError, UnpicklingError, EOF...)
+        cause = f'{type(e).__name__}: {str(e).splitlines()[0]}' if str(e) else type(e).__name__
         raise CheckpointReadError(
-            f'Cannot read checkpoint {path!r} ({osp.getsize(path)} bytes): '
-            f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}. The file is '
-            f'truncated, corrupt, or not a PyTorch weights file. {CONVERT_HINT} If it is a '
-            f'trusted checkpoint that pickles Python objects, load it yourself with '
-            f'torch.load(..., weights_only=False) and pass the state dict.') from e
+            f'Cannot read checkpoint {path!r} ({size} bytes): {cause}. The file is '
+            f'{"empty" if size == 0 else "truncated, corrupt, or not a PyTorch weights file"} '
+            f'(an interrupted copy or download, or a full disk while it was written): use '
+            f'another checkpoint (a training run keeps its earlier ones in its work dir). '
+            f'{CONVERT_HINT} If it is a trusted checkpoint that pickles Python '
+            f'objects, load it yourself with torch.load(..., weights_only=False) and pass the '
+            f'state dict.') from e
     if not isinstance(obj, Mapping):
         raise CheckpointReadError(f'Checkpoint {path!r} holds a {type(obj).__name__}, not a '
                                   f'state dict. {CONVERT_HINT}')

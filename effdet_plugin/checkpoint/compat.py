@@ -1,5 +1,10 @@
 """Let ``weights_only`` ``torch.load`` (the default since torch 2.6) read mmengine checkpoints.
 
+Only our loaders use it (:mod:`.checkpoint_io`, :mod:`.loading`,
+:class:`effdet_plugin.engine.CheckedRunner`), through :func:`mmengine_globals_allowed`: the
+allow-list is active while they read and torch's list is left as it was afterwards, so
+``import effdet_plugin`` changes nothing in torch.
+
 mmengine 0.10.7 calls ``torch.load(filename, map_location=...)`` without ``weights_only``, so
 on torch >= 2.6 resuming fails with ``Unsupported global: ...HistoryBuffer``. Instead of turning
 ``weights_only`` off (which would let a checkpoint run arbitrary code), we allow-list exactly
@@ -19,7 +24,8 @@ real checkpoints (training, validation, AMP) and reading them with
   already.
 """
 import pickle
-from typing import Any, Callable, List, Tuple, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -83,11 +89,10 @@ def mmengine_safe_globals() -> List[SafeGlobal]:
     return safe
 
 
-def register_checkpoint_safe_globals() -> None:
-    """Allow-list :func:`mmengine_safe_globals` for ``torch.load(weights_only=True)``.
-
-    Idempotent (torch keeps a set). A no-op on torch builds without ``add_safe_globals``.
+@contextmanager
+def mmengine_globals_allowed() -> Iterator[None]:
+    """Allow-list :func:`mmengine_safe_globals` for ``torch.load(weights_only=True)`` calls
+    inside the ``with`` block (torch's ``safe_globals`` context; its list is restored after).
     """
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is not None:
-        add_safe_globals(mmengine_safe_globals())
+    with torch.serialization.safe_globals(mmengine_safe_globals()):
+        yield

@@ -1,44 +1,52 @@
-"""Refuse weights that do not fit the model or hold NaN/inf, on every path that loads them.
+"""Refuse weights that do not fit the model or hold NaN/inf, before they are copied.
 
-mmengine loads ``load_from``, ``tools/test.py``'s checkpoint, ``--resume``, a ``Pretrained``
-``init_cfg``, the EMA copy (``EMAHook``) and mmdet's ``init_detector`` (tools/infer.py) through
-one function, :func:`mmengine.runner.checkpoint.load_state_dict`, which only *warns* about
-missing or mismatched keys: a checkpoint of another architecture loads 2 of 696 tensors and
-training carries on from random weights. :func:`install_weights_check` wraps that function
-(``import effdet_plugin`` installs it) so that, before anything is copied into the model:
+mmengine's :func:`~mmengine.runner.checkpoint.load_state_dict` only *warns* about missing or
+mismatched keys: a checkpoint of another architecture loads 2 of 696 tensors and training
+carries on from random weights. :func:`check_state_dict` looks at what a load would do first:
 
-- tensors holding NaN/inf raise :class:`NonFiniteWeightsError` naming them;
-- fewer than ``min_loaded`` (default 90%) of the model's tensors found in the checkpoint with
-  their shape raise :class:`WeightsMismatchError`, listing the first mismatched keys and
-  shapes. For a detector the share is counted over the components the checkpoint has keys
-  for (``backbone``, ``neck``, ``bbox_head`` ...), so a backbone-only checkpoint still loads
-  the backbone; a class predictor re-initialised for another class count
+- tensors that would load and hold NaN/inf raise :class:`NonFiniteWeightsError` naming them;
+- the share is counted in both directions: the model's tensors found in the checkpoint with
+  their shape, and the checkpoint's tensors that find a place in the model. Either below
+  ``min_loaded`` (default 90%) raises :class:`WeightsMismatchError`, listing the first
+  mismatched keys and shapes. So B-series weights (with squeeze-excitation layers) do not
+  load into a Lite model just because every Lite tensor is among them. For a detector the
+  model's share is counted over the components the checkpoint has keys for (``backbone``,
+  ``neck``, ``bbox_head`` ...), so a backbone-only checkpoint still loads the backbone; a
+  class predictor re-initialised for another class count
   (:mod:`effdet_plugin.models.utils.checkpoint_classes`) is two tensors of hundreds.
+- :func:`check_optimizer_state` does the same for the optimizer state of a resumed run (a
+  1-class checkpoint resumed with 3 classes would otherwise fail inside AdamW's step).
 
-The thresholds come from ``weights_check = dict(min_loaded=0.9, finite=True)`` in the config
-(applied by tools/train.py and tools/test.py) or :func:`configure_weights_check`.
+Nothing here changes mmengine: the checks run where :mod:`.loading` and
+:class:`effdet_plugin.engine.CheckedRunner` call them, with the thresholds of the config's
+``weights_check = dict(min_loaded=0.9, finite=True)`` (:meth:`WeightsCheckSettings.from_cfg`).
 """
 import math
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
-from mmengine.runner import checkpoint as mmengine_checkpoint
 from torch import nn
 
-# Shown in every error: how to get past a deliberate case.
+# Shown in every mismatch: how to get past a deliberate case.
 SETTINGS_HINT = ('weights_check=dict(min_loaded=..., finite=...) in the config, or '
                  '--cfg-options weights_check.min_loaded=...')
 _SHOWN = 8  # keys listed in a message
 
 
-class WeightsMismatchError(RuntimeError):
-    """Too few of the model's tensors are in the checkpoint with the right shape."""
+class WeightsError(RuntimeError):
+    """Weights that cannot be read, loaded or written as asked (tools print it as one
+    ``error:`` line)."""
 
 
-class NonFiniteWeightsError(ValueError):
+class WeightsMismatchError(WeightsError):
+    """A checkpoint (or its optimizer state) does not fit the model."""
+
+
+class NonFiniteWeightsError(WeightsError, ValueError):
     """Weights to be loaded or written hold NaN or inf."""
 
 
@@ -48,51 +56,27 @@ class WeightsCheckSettings:
 
     Attributes:
         min_loaded (float): Least share (0-1) of the model's tensors that must be found in the
-            checkpoint with their shape; 0 turns the check off. Defaults to 0.9.
+            checkpoint with their shape, and of the checkpoint's tensors that must fit the
+            model; 0 turns the check off. Defaults to 0.9.
         finite (bool): Refuse tensors holding NaN/inf. Defaults to True.
     """
     min_loaded: float = 0.9
     finite: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_loaded <= 1:
+            raise ValueError(
+                f'weights_check.min_loaded must be in [0, 1], got {self.min_loaded}')
 
-_settings = WeightsCheckSettings()
-_last_checkpoint: List[Optional[str]] = [None]  # file named in messages (see _remember_file)
-
-
-def configure_weights_check(min_loaded: Optional[float] = None,
-                            finite: Optional[bool] = None) -> WeightsCheckSettings:
-    """Change the process-wide settings; arguments left None keep their value.
-
-    Args:
-        min_loaded (float, optional): See :class:`WeightsCheckSettings`.
-        finite (bool, optional): See :class:`WeightsCheckSettings`.
-
-    Returns:
-        WeightsCheckSettings: The settings before the change (to restore them).
-    """
-    global _settings
-    if min_loaded is not None and not 0 <= min_loaded <= 1:
-        raise ValueError(f'weights_check.min_loaded must be in [0, 1], got {min_loaded}')
-    previous = _settings
-    changes = dict(min_loaded=min_loaded, finite=finite)
-    _settings = replace(_settings, **{k: v for k, v in changes.items() if v is not None})
-    return previous
-
-
-def apply_weights_check_cfg(cfg: Mapping) -> WeightsCheckSettings:
-    """Apply a config's ``weights_check`` dict (absent: the defaults).
-
-    Returns:
-        WeightsCheckSettings: The settings now in force.
-    """
-    options = dict(cfg.get('weights_check') or {})
-    unknown = sorted(set(options) - {'min_loaded', 'finite'})
-    if unknown:
-        raise ValueError(f'unknown weights_check key(s) {unknown}; expected min_loaded, finite')
-    defaults = WeightsCheckSettings()
-    configure_weights_check(options.get('min_loaded', defaults.min_loaded),
-                            options.get('finite', defaults.finite))
-    return _settings
+    @classmethod
+    def from_cfg(cls, cfg: Mapping) -> 'WeightsCheckSettings':
+        """The settings of a config's ``weights_check`` dict (absent: the defaults)."""
+        options = dict(cfg.get('weights_check') or {})
+        unknown = sorted(set(options) - {'min_loaded', 'finite'})
+        if unknown:
+            raise ValueError(
+                f'unknown weights_check key(s) {unknown}; expected min_loaded, finite')
+        return cls(**options)
 
 
 def non_finite_tensors(state_dict: Mapping[str, object],
@@ -145,19 +129,46 @@ def _shape(t: object) -> str:
     return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
+def _percent(part: int, whole: int) -> str:
+    return f'{part}/{whole} ({math.floor(100 * part / max(whole, 1))}%)'
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module that receives the weights: wrappers and TTA models looked through, as
+    mmengine's ``load_state_dict`` does."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
 def _counted_keys(model_keys: Sequence[str], ckpt_keys: Sequence[str],
                   is_detector: bool) -> List[str]:
-    """Model keys the share is counted over: for a detector, those of the components
-    (first key part) that the checkpoint has keys for; otherwise all."""
+    """Model keys the model's share is counted over: for a detector, those of the
+    components (first key part) that the checkpoint has keys for; otherwise all."""
     if not is_detector:
         return list(model_keys)
     addressed = {k.split('.', 1)[0] for k in ckpt_keys}
-    return [k for k in model_keys if k.split('.', 1)[0] in addressed]
+    return [k for k in model_keys if k.split('.', 1)[0] in addressed] or list(model_keys)
+
+
+def _as_loaded(model: nn.Module, state_dict: Mapping[str, object]) -> Dict[str, object]:
+    """A copy of ``state_dict`` as the model's modules will see it: their load pre-hooks
+    applied (e.g. ``EffNet`` drops the layers it does not build, so an ImageNet checkpoint's
+    deeper layers are not counted as unused)."""
+    state = OrderedDict(state_dict)
+    for name, module in model.named_modules():
+        for hook in module._load_state_dict_pre_hooks.values():
+            hook(state, f'{name}.' if name else '', {}, True, [], [], [])
+    return state
+
+
+def _is_counted(key: str, value: object) -> bool:
+    return isinstance(value, torch.Tensor) and not key.endswith('num_batches_tracked')
 
 
 def check_state_dict(model: nn.Module,
                      state_dict: Mapping[str, object],
-                     source: Optional[str] = None,
+                     source: str,
                      settings: Optional[WeightsCheckSettings] = None) -> float:
     """Check what loading ``state_dict`` into ``model`` would do, before it is done.
 
@@ -165,96 +176,92 @@ def check_state_dict(model: nn.Module,
         model (nn.Module): The module about to receive the weights (wrappers are looked
             through, like mmengine does).
         state_dict (Mapping[str, object]): Keys as the module's own ``state_dict()``.
-        source (str, optional): The checkpoint, for messages. Defaults to the file mmengine
-            read last.
-        settings (WeightsCheckSettings, optional): Defaults to the process-wide settings.
+        source (str): The checkpoint, for messages.
+        settings (WeightsCheckSettings, optional): Defaults to ``WeightsCheckSettings()``.
 
     Returns:
         float: The share of the counted model tensors found with their shape.
 
     Raises:
         NonFiniteWeightsError: Tensors that would load hold NaN/inf.
-        WeightsMismatchError: The share is below ``settings.min_loaded``.
+        WeightsMismatchError: A share is below ``settings.min_loaded``.
     """
-    settings = settings or _settings
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    source = source or _last_checkpoint[0] or 'state dict'
-    own: Dict[str, torch.Tensor] = {
-        k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
-    matched = [k for k, v in own.items()
-               if isinstance(state_dict.get(k), torch.Tensor)
-               and tuple(state_dict[k].shape) == tuple(v.shape)]
+    settings = settings or WeightsCheckSettings()
+    model = unwrap_model(model)
+    own: Dict[str, torch.Tensor] = {k: v for k, v in model.state_dict().items()
+                                    if _is_counted(k, v)}
+    theirs = {k: v for k, v in _as_loaded(model, state_dict).items() if _is_counted(k, v)}
+    matched = {k for k, v in own.items()
+               if k in theirs and tuple(theirs[k].shape) == tuple(v.shape)}
     if settings.finite:
         check_finite(state_dict, source, [k for k in state_dict if k in own])
-    counted = _counted_keys(list(own), list(state_dict), hasattr(model, 'backbone'))
-    if not counted:  # the checkpoint names no component of the model at all
-        counted = list(own)
-    matched_set = set(matched)
-    loaded = sum(1 for k in counted if k in matched_set)
+    counted = _counted_keys(list(own), list(theirs), hasattr(model, 'backbone'))
+    loaded = sum(1 for k in counted if k in matched)
     share = loaded / len(counted) if counted else 1.0
-    if share + 1e-12 >= settings.min_loaded:
-        skipped = sorted({k.split('.', 1)[0] for k in own} - {k.split('.', 1)[0] for k in counted})
-        if skipped and loaded:
-            print_log(f'{source}: loaded {loaded}/{len(counted)} tensors of '
-                      f'{type(model).__name__}; no weights for {", ".join(skipped)} (kept as '
-                      'initialised)', logger='current')
-        return share
-    raise WeightsMismatchError(_mismatch_message(model, own, state_dict, counted, matched_set,
-                                                 source, loaded, settings.min_loaded))
+    used = len(matched) / len(theirs) if theirs else 1.0
+    if min(share, used) + 1e-12 < settings.min_loaded:
+        raise WeightsMismatchError(_mismatch_message(model, own, theirs, counted, matched,
+                                                     source, settings.min_loaded))
+    skipped = sorted({k.split('.', 1)[0] for k in own} - {k.split('.', 1)[0] for k in counted})
+    if skipped and loaded:
+        print_log(f'{source}: loaded {loaded}/{len(counted)} tensors of '
+                  f'{type(model).__name__}; no weights for {", ".join(skipped)} (kept as '
+                  'initialised)', logger='current')
+    return share
 
 
 def _mismatch_message(model: nn.Module, own: Mapping[str, torch.Tensor],
-                      state_dict: Mapping[str, object], counted: Sequence[str],
-                      matched: set, source: str, loaded: int, min_loaded: float) -> str:
+                      theirs: Mapping[str, torch.Tensor], counted: Sequence[str],
+                      matched: set, source: str, min_loaded: float) -> str:
     wrong = [f'{k}: model {_shape(own[k])}, checkpoint '
-             f'{_shape(state_dict[k]) if k in state_dict else "missing"}'
+             f'{_shape(theirs[k]) if k in theirs else "missing"}'
              for k in counted if k not in matched]
-    unused = [f'{k} {_shape(v)}' for k, v in state_dict.items()
-              if k not in own and not k.endswith('num_batches_tracked')]
-    message = (f'{source} does not fit {type(model).__name__}: only {loaded}/{len(counted)} '
-               f'({math.floor(100 * loaded / max(len(counted), 1))}%) of its tensors are in the '
-               f'checkpoint with the same shape, {min_loaded:.0%} needed. It is probably a '
-               f'checkpoint of another architecture or variant. First mismatches: '
-               f'{"; ".join(wrong[:_SHOWN])}')
+    unused = [f'{k} {_shape(v)}' for k, v in theirs.items() if k not in own]
+    loaded = sum(1 for k in counted if k in matched)
+    message = (f'{source} does not fit {type(model).__name__}: '
+               f'{_percent(loaded, len(counted))} of the model\'s tensors are in the '
+               f'checkpoint with their shape and {_percent(len(matched), len(theirs))} of the '
+               f'checkpoint\'s tensors fit the model, {min_loaded:.0%} needed for each. It is '
+               'probably a checkpoint of another architecture or variant.')
+    if wrong:
+        message += f' First mismatches: {"; ".join(wrong[:_SHOWN])}.'
     if unused:
-        message += (f'. Checkpoint keys the model does not have ({len(unused)}): '
-                    f'{"; ".join(unused[:_SHOWN])}')
-    return (f'{message}. Use weights made for this config (backbone weights: '
+        message += (f' Checkpoint keys the model does not have ({len(unused)}): '
+                    f'{"; ".join(unused[:_SHOWN])}.')
+    return (f'{message} Use weights made for this config (backbone weights: '
             'tools/convert_weights.py; official EfficientDet: tools/convert_effdet_weights.py) '
             f'or, for a deliberate partial load, lower the threshold with {SETTINGS_HINT}')
 
 
-def _checked_load_state_dict(module, state_dict, strict=False, logger=None):
-    """mmengine's ``load_state_dict`` after :func:`check_state_dict`."""
-    check_state_dict(module, state_dict)
-    return _mmengine_load_state_dict(module, state_dict, strict=strict, logger=logger)
+def check_optimizer_state(optimizer: torch.optim.Optimizer, model: nn.Module,
+                          source: str) -> None:
+    """Raise :class:`WeightsMismatchError` if the state an optimizer has loaded does not fit
+    its parameters (a momentum of another shape fails only at the next step, deep inside
+    the optimizer).
 
-
-def _remember_file(cls, filename, *args, **kwargs):
-    """mmengine's ``CheckpointLoader.load_checkpoint``, noting the file for messages.
-
-    The EMA weights of a checkpoint are checked here: on ``--resume`` ``EMAHook`` loads them
-    with torch's own ``load_state_dict``.
+    Args:
+        optimizer (torch.optim.Optimizer): An optimizer after ``load_state_dict``.
+        model (nn.Module): The model whose parameters it updates (for their names).
+        source (str): The checkpoint, for messages.
     """
-    _last_checkpoint[0] = str(filename)
-    checkpoint = _mmengine_load_checkpoint.__func__(cls, filename, *args, **kwargs)
-    ema = checkpoint.get('ema_state_dict') if isinstance(checkpoint, dict) else None
-    if _settings.finite and isinstance(ema, Mapping):
-        check_finite(ema, f'{filename} (ema_state_dict)')
-    return checkpoint
+    names = {id(p): name for name, p in unwrap_model(model).named_parameters()}
+    wrong = []
+    for group in optimizer.param_groups:
+        for param in group['params']:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and \
+                        value.shape != param.shape:
+                    wrong.append(f'{names.get(id(param), "?")}: model {_shape(param)}, '
+                                 f'optimizer {key} {_shape(value)}')
+    if wrong:
+        raise WeightsMismatchError(optimizer_mismatch_message(
+            source, model, f'the state of {len(wrong)} parameter(s) has another shape: '
+            f'{"; ".join(wrong[:_SHOWN])}'))
 
 
-_mmengine_load_state_dict = mmengine_checkpoint.load_state_dict
-_mmengine_load_checkpoint = mmengine_checkpoint.CheckpointLoader.__dict__['load_checkpoint']
-
-
-def install_weights_check() -> None:
-    """Route mmengine's weight loading through :func:`check_state_dict` (idempotent).
-
-    Every caller looks ``load_state_dict`` up in :mod:`mmengine.runner.checkpoint` at call
-    time (``_load_checkpoint_to_model``, ``PretrainedInit``, ``EMAHook``), so replacing it
-    there covers all of them.
-    """
-    mmengine_checkpoint.load_state_dict = _checked_load_state_dict
-    mmengine_checkpoint.CheckpointLoader.load_checkpoint = classmethod(_remember_file)
+def optimizer_mismatch_message(source: str, model: nn.Module, what: str) -> str:
+    """The message of an optimizer state that does not fit ``model``."""
+    return (f'{source} does not fit {type(unwrap_model(model)).__name__}: its optimizer '
+            f'state was written for another model, {what}. Resume only from a checkpoint of '
+            'this config (same classes, variant and optimizer); to start a new run from its '
+            'weights, train with --cfg-options load_from=CHECKPOINT instead of --resume')

@@ -4,9 +4,17 @@ inside models/, datasets/, checkpoint/ or engine/ may.
 """
 from .amp import enable_amp
 from .dist import setup_cpu_distributed
-from .runner import build_runner, exit_if_dataset_missing, load_config, parse_runner_args
+from .runner import (
+    build_runner,
+    exit_if_dataset_missing,
+    exit_on_weights_error,
+    init_detector,
+    load_config,
+    parse_runner_args,
+)
 
 __all__ = [
-    'build_runner', 'enable_amp', 'exit_if_dataset_missing', 'load_config', 'parse_runner_args',
+    'build_runner', 'enable_amp', 'exit_if_dataset_missing', 'exit_on_weights_error',
+    'init_detector', 'load_config', 'parse_runner_args',
     'setup_cpu_distributed'
 ]

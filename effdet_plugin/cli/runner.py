@@ -1,15 +1,18 @@
-"""Steps shared by tools/train.py and tools/test.py (mmdet's CLI semantics)."""
+"""Steps shared by tools/train.py, tools/test.py and tools/infer.py (mmdet's CLI semantics)."""
 import argparse
 import os
 import os.path as osp
 import sys
-from typing import Optional, Sequence
+import warnings
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch import nn
 
-from ..checkpoint.weights_check import apply_weights_check_cfg
+from ..checkpoint import WeightsCheckSettings, WeightsError, load_checkpoint
 from ..datasets.checks import DatasetNotFoundError, check_config_data
 from ..models.utils.mmcv_fallback import enable_mmcv_fallback
 from .data_options import add_data_args, apply_data_options
@@ -66,12 +69,52 @@ def exit_if_dataset_missing(cfg: Config, splits: Sequence[str]) -> None:
         sys.exit(f'error: {e}')
 
 
+@contextmanager
+def exit_on_weights_error() -> Iterator[None]:
+    """Stop the process with one ``error:`` line for a checkpoint that cannot be read, does
+    not fit or holds NaN/inf (:class:`~effdet_plugin.checkpoint.WeightsError`: the message
+    names the file and the fix), instead of a traceback."""
+    try:
+        yield
+    except WeightsError as e:
+        sys.exit(f'error: {e}')
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Prepare CPU distributed training if needed, apply the config's ``weights_check``
-    thresholds (:mod:`.weights_check`), then build the (possibly custom) Runner."""
+    """Prepare CPU distributed training if needed, then build the config's Runner:
+    :class:`~effdet_plugin.engine.CheckedRunner` (weights checked on every load) unless the
+    config names another ``runner_type``. The choice is written into ``cfg`` (and so into
+    the config the Runner dumps into the work dir)."""
     setup_cpu_distributed(cfg, cfg.get('launcher', 'none'))
     enable_mmcv_fallback()  # a CPU-built mmcv on a GPU machine: one log line, kernels in PyTorch
-    apply_weights_check_cfg(cfg)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    if cfg.get('runner_type') is None:
+        cfg.runner_type = 'CheckedRunner'
+    return RUNNERS.build(cfg)
+
+
+def init_detector(cfg: Config, checkpoint: Optional[str], device: str = 'cpu') -> nn.Module:
+    """mmdet's ``init_detector`` with the checkpoint loaded through the checked path
+    (:func:`~effdet_plugin.checkpoint.load_checkpoint`, thresholds from the config's
+    ``weights_check``); class names from the checkpoint's ``dataset_meta`` as mmdet does.
+    Without a checkpoint: random weights, COCO class names (mmdet's behaviour)."""
+    from mmdet.apis import init_detector as mmdet_init_detector
+
+    if checkpoint is None:
+        return mmdet_init_detector(cfg, None, device=device)
+    with warnings.catch_warnings(record=True) as caught:  # mmdet warns about checkpoint=None
+        model = mmdet_init_detector(cfg, None, device=device)
+    for warning in caught:
+        if 'checkpoint is None' not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    meta = load_checkpoint(model, checkpoint, WeightsCheckSettings.from_cfg(cfg)).get('meta')
+    dataset_meta = {k.lower(): v for k, v in ((meta or {}).get('dataset_meta') or {}).items()}
+    if dataset_meta:
+        palette = model.dataset_meta.get('palette')  # the config's, else 'random'
+        if palette != 'random' or 'palette' not in dataset_meta:
+            dataset_meta['palette'] = palette
+        model.dataset_meta = dataset_meta
+    else:
+        warnings.warn(f'{checkpoint} has no dataset_meta with class names: COCO class names '
+                      'are used')
+    return model

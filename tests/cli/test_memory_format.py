@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
+from effdet_plugin.checkpoint import read_checkpoint
 from effdet_plugin.cli.memory_format import set_memory_format
 from effdet_plugin.deploy.random_weights import realistic_random_detector
 from tests.conftest import log_messages
@@ -122,7 +123,7 @@ def test_train_channels_last_opt_in(tiny_det_cfg, tmp_path, run_tool):
                    *info)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'training memory format: channels-last' in out.stdout + out.stderr
-    ckpt = torch.load(tmp_path / 'cl' / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    ckpt = read_checkpoint(str(tmp_path / 'cl' / 'epoch_1.pth'))
     conv_weights = [v for k, v in ckpt['state_dict'].items() if v.dim() == 4]
     assert conv_weights and all(torch.isfinite(v).all() for v in conv_weights)
     default = run_tool('tools/train.py', cfg_file, '--work-dir', tmp_path / 'default', *info)

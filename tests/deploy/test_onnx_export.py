@@ -267,12 +267,12 @@ def test_trained_demo_raw_maps_within_1e_4(nuclei_image, random_detector, tmp_pa
     """The issue's 1e-4 bound on raw maps, onnxruntime vs PyTorch, holds for the trained
     demo model (``make demo``). Random weights cannot show it: their float32 rounding grows
     to ~1e-3..1e-2 through the layers (test_raw_maps_as_accurate_as_pytorch)."""
-    from mmengine.runner import load_checkpoint
+    from effdet_plugin.checkpoint import load_checkpoint
     checkpoint = REPO / 'work_dirs/demo/iter_400.pth'
     if not checkpoint.is_file():
         pytest.skip(f'no trained demo at {checkpoint} (make demo)')
     cfg, model = random_detector(DEMO)
-    load_checkpoint(model, str(checkpoint), map_location='cpu', logger='silent')
+    load_checkpoint(model, str(checkpoint))
     model.eval()
     batch, _ = preprocess(nuclei_image, mean=cfg.model.data_preprocessor.mean,
                           std=cfg.model.data_preprocessor.std, to_rgb=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from effdet_plugin.checkpoint import read_checkpoint
 from effdet_plugin.cli.work_dir_lock import LOCK_NAME
 
 HELPERS_DIR = Path(__file__).resolve().parent
@@ -51,7 +52,7 @@ def read_last_checkpoint(work_dir: Path) -> Path:
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return read_checkpoint(str(path))
 
 
 @pytest.mark.parametrize('kill', ['serialize:2', 'rename:iter_4.pth'])
@@ -91,8 +92,7 @@ def test_inf_batchnorm_statistics_are_never_written(tiny_det_cfg, tmp_path, run_
                    hooks=[dict(type='ScaleBatchNormStatsHook', iteration=3)])
     run = train(run_tool, cfg, tmp_path)
     assert run.returncode != 0
-    assert 'NonFiniteWeightsError' in run.stderr
-    assert 'Checkpoint of epoch 0, iteration 4 not written' in run.stderr
+    assert 'error: Checkpoint of epoch 0, iteration 4 not written' in run.stderr
     assert 'running_var' in run.stderr and 'inf' in run.stderr
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_2.pth']
     assert read_last_checkpoint(work_dir) == work_dir / 'iter_2.pth'

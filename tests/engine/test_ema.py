@@ -5,7 +5,7 @@ from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-import effdet_plugin  # noqa: F401  (its checkpoint allow-list lets torch.load read the file)
+from effdet_plugin.checkpoint import read_checkpoint
 
 
 @HOOKS.register_module(force=True)
@@ -31,7 +31,7 @@ def test_checkpoint_and_validation_use_ema_weights(tiny_det_cfg):
     runner = Runner.from_cfg(cfg)
     runner.train()
 
-    ckpt = torch.load(f'{cfg.work_dir}/epoch_2.pth', map_location='cpu')  # weights_only
+    ckpt = read_checkpoint(f'{cfg.work_dir}/epoch_2.pth')
     # EMAHook swaps the two on saving: 'state_dict' holds the averaged weights (what a user
     # deploys or fine-tunes from), 'ema_state_dict' the raw training weights.
     swapped = {k[len('module.'):]: v for k, v in ckpt['ema_state_dict'].items()

@@ -59,10 +59,10 @@ def default_shape(cfg, divisor: int) -> Optional[Tuple[int, int]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from mmdet.apis import init_detector
     from mmengine.config import Config
 
     import effdet_plugin  # noqa: F401  (registers our components)
+    from effdet_plugin import cli
     from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
 
     cfg = Config.fromfile(args.config)
@@ -78,7 +78,8 @@ def main(argv=None) -> None:
     checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
     if checkpoint is None:
         print('no checkpoint: exporting random weights (for speed checks only)')
-    model = init_detector(cfg, checkpoint, device=args.device)
+    with cli.exit_on_weights_error():  # unreadable, unfit or NaN: one error line
+        model = cli.init_detector(cfg, checkpoint, device=args.device)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     start = time.perf_counter()
     names = export_onnx(

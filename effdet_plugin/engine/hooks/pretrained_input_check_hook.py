@@ -1,6 +1,6 @@
 """Warn when a model normalises its input differently from what its pretrained weights expect."""
 import logging
-from typing import Dict, Iterator, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ...checkpoint import SOURCES, expected_preprocessing, read_checkpoint
+from ...checkpoint.loading import pretrained_inits
 
 
 def checkpoint_preprocessing(meta: Optional[Mapping]) -> dict:
@@ -74,16 +75,6 @@ def preprocessing_mismatch(expected: Mapping, data_preprocessor: nn.Module,
     return diffs
 
 
-def pretrained_checkpoints(model: nn.Module) -> Iterator[Tuple[str, str]]:
-    """(module name, checkpoint path) of every ``Pretrained`` ``init_cfg`` in ``model``."""
-    for name, module in model.named_modules():
-        init_cfg = getattr(module, 'init_cfg', None)
-        for cfg in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
-            if isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained' and cfg.get(
-                    'checkpoint'):
-                yield name or 'model', cfg['checkpoint']
-
-
 def input_mismatch_message(model: nn.Module, meta: Optional[Mapping], origin: str) -> str:
     """What to change so that ``model`` feeds the weights described by ``meta`` the input
     they were trained on; '' when it already does (or ``meta`` does not say)."""
@@ -120,12 +111,13 @@ class PretrainedInputCheckHook(Hook):
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        for name, path in pretrained_checkpoints(model):
+        for name, _, init_cfg in pretrained_inits(model):
+            path = init_cfg['checkpoint']
             try:
                 meta = read_checkpoint(path).get('meta')
             except (FileNotFoundError, RuntimeError):
                 continue  # init_weights has already reported it
-            self._warn(model, meta, f'{name} (init_cfg checkpoint {path})')
+            self._warn(model, meta, f'{name or "model"} (init_cfg checkpoint {path})')
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model

@@ -6,6 +6,12 @@ size mismatch for the class predictor and keeps whatever the model held. A head 
 class-predictor tensors are replaced by a fresh init, everything loads through the ordinary
 path and one log line says what happened. Any other mismatch (anchors, widths) is another
 architecture and left to mmengine's report.
+
+This is the one loading rule that stays in models/ (the rest lives in
+``effdet_plugin.checkpoint``, which models may not import): it must run inside the head's own
+``_load_from_state_dict`` so that every loader applies it alike (ours, mmengine's, the EMA
+copy's), and only the head knows which tensors hold its class rows and how many anchors share
+a location.
 """
 import math
 from typing import MutableMapping, Optional
