@@ -208,22 +208,60 @@ def test_predict_caps_detections_in_original_coordinates(nms):
         assert torch.all(res.scores[:-1] >= res.scores[1:])
 
 
+def _level_maps(anchors, classes, height, width, batch=1, seed=1):
+    """Class logits and deltas of one level, and priors whose x1 is their index."""
+    g = torch.Generator().manual_seed(seed)
+    cls_score = torch.randn(batch, anchors * classes, height, width, generator=g)
+    bbox_pred = torch.randn(batch, anchors * 4, height, width, generator=g)
+    priors = torch.arange(height * width * anchors, dtype=torch.float)[:, None].repeat(1, 4)
+    return cls_score, bbox_pred, priors
+
+
 @pytest.mark.parametrize('nms_pre,score_thr', [(1000, 0.05), (50, 0.001), (-1, 0.3)])
 def test_topk_candidates_match_mmdet_selection(nms_pre, score_thr):
     from mmdet.models.utils import filter_scores_and_topk
     anchors, classes = 3, 7
-    cls_score = torch.randn(anchors * classes, 40, 30, generator=torch.Generator().manual_seed(1))
-    scores, labels, anchor, location = topk_candidates(cls_score, classes, score_thr, nms_pre)
-    flat = cls_score.permute(1, 2, 0).reshape(-1, classes)  # mmdet's (prior, class) layout
-    ref_scores, ref_labels, ref_priors, _ = filter_scores_and_topk(
-        flat.sigmoid(), score_thr, nms_pre if nms_pre > 0 else flat.numel())
-    priors = location * anchors + anchor
+    cls_score, bbox_pred, priors = _level_maps(anchors, classes, 40, 30)
+    scores, labels, deltas, cand_priors = topk_candidates(
+        cls_score, bbox_pred, priors, classes, nms_pre, score_thr)
+    flat = cls_score[0].permute(1, 2, 0).reshape(-1, classes)  # mmdet's (prior, class) layout
+    ref_deltas = bbox_pred[0].permute(1, 2, 0).reshape(-1, 4)
+    ref_scores, ref_labels, ref_priors, ref = filter_scores_and_topk(
+        flat.sigmoid(), score_thr, nms_pre if nms_pre > 0 else flat.numel(),
+        dict(deltas=ref_deltas))
+    scores, labels, deltas = scores[0], labels[0], deltas[0]
+    priors = cand_priors[0, :, 0].long()  # the gathered priors say their index
     # same (prior, class) candidates with the same scores; equal scores may come in any order
     assert len(scores) > 0
-    assert set((priors * classes + labels).tolist()) == set(
-        (ref_priors * classes + ref_labels).tolist())
+    keys, ref_keys = priors * classes + labels, ref_priors * classes + ref_labels
+    assert set(keys.tolist()) == set(ref_keys.tolist())
     assert torch.equal(scores, ref_scores)
     assert torch.equal(flat[priors, labels].sigmoid(), scores)
+    assert torch.equal(deltas[keys.argsort()], ref['deltas'][ref_keys.argsort()])
+
+
+@pytest.mark.parametrize('nms_pre', [200, 5000])
+def test_static_shape_candidates_equal_the_eager_ones(nms_pre):
+    """The traceable form keeps exactly nms_pre candidates per image of a batch (padding ones
+    with score 0 when the level holds fewer: 1800 scores at 20x15), and its non-zero ones are
+    the eager selection of each image, in the same order."""
+    anchors, classes, score_thr = 3, 2, 0.3
+    for height, width in [(40, 30), (20, 15)]:
+        cls_score, bbox_pred, priors = _level_maps(anchors, classes, height, width, batch=2)
+        batch = topk_candidates(cls_score, bbox_pred, priors, classes, nms_pre, score_thr,
+                                static_shape=True)
+        assert batch[0].shape == batch[1].shape == (2, nms_pre)
+        assert batch[2].shape == batch[3].shape == (2, nms_pre, 4)
+        for i in range(2):
+            eager = topk_candidates(cls_score[i:i + 1], bbox_pred[i:i + 1], priors, classes,
+                                    nms_pre, score_thr)
+            kept = batch[0][i] > 0
+            assert kept.sum() == eager[0].shape[1] > 0
+            assert (batch[0][i, ~kept] == 0).all()
+            for ours, ref in zip(batch, eager):
+                assert torch.equal(ours[i][kept], ref[0])
+    with pytest.raises(ValueError, match='one image'):
+        topk_candidates(cls_score, bbox_pred, priors, classes, nms_pre, score_thr)
 
 
 @pytest.mark.parametrize('k', [1, 40, 999])

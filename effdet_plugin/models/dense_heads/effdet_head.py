@@ -1,6 +1,6 @@
 """EfficientDet class/box head: separable convs shared across levels, norms per level."""
 import copy
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -8,7 +8,6 @@ from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.utils import multi_apply
 from mmdet.registry import MODELS
-from mmdet.structures.bbox import cat_boxes
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
@@ -16,7 +15,7 @@ from torch import Tensor
 
 from ..layers import SeparableConvModule
 from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the generator)
-from ..utils.candidates import topk_candidates
+from ..utils.candidates import select_candidates
 from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
 from ..utils.mmcv_fallback import OneHotTargets, log_fallback, needs_mmcv_fallback
 from ..utils.scaling import get_det_scale
@@ -246,38 +245,58 @@ class EffDetHead(AnchorHead):
                 cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors, img_meta, cfg,
                 rescale, with_nms)
         cfg = self.test_cfg if cfg is None else cfg
-        nms_pre = cfg.get('nms_pre', -1)
-        score_thr = cfg.get('score_thr', 0)
-        scope = cfg.get('nms_pre_scope', 'level')
-        if scope not in ('level', 'image'):
-            raise ValueError(f"test_cfg.nms_pre_scope must be 'level' (nms_pre candidates per "
-                             f"level, mmdet) or 'image' (over all levels, official), got "
-                             f'{scope!r}')
-        scores, labels, deltas, priors = [], [], [], []
-        num_anchors, box_dim = self.num_base_priors, self.bbox_coder.encode_size
-        for cls_score, bbox_pred, level_priors in zip(cls_score_list, bbox_pred_list,
-                                                      mlvl_priors):
-            level_scores, level_labels, anchor, location = topk_candidates(
-                cls_score, self.cls_out_channels, score_thr, nms_pre)
-            scores.append(level_scores)
-            labels.append(level_labels)
-            # (A * 4, H, W) -> the 4 deltas of each (anchor, location), without a permuted copy
-            deltas.append(bbox_pred.reshape(num_anchors, box_dim, -1)[anchor, :, location])
-            priors.append(level_priors[location * num_anchors + anchor])
-        scores, labels, deltas, priors = (
-            torch.cat(scores), torch.cat(labels), torch.cat(deltas), cat_boxes(priors))
-        if scope == 'image' and 0 < nms_pre < len(scores):
-            # the image's best nms_pre are among the per-level best nms_pre
-            scores, keep = scores.topk(nms_pre)
-            labels, deltas, priors = labels[keep], deltas[keep], priors[keep]
+        scores, labels, bboxes = self.decode_candidates(
+            [cls_score[None] for cls_score in cls_score_list],
+            [bbox_pred[None] for bbox_pred in bbox_pred_list], mlvl_priors,
+            img_meta['img_shape'], cfg)
         results = InstanceData()
-        results.bboxes = self.bbox_coder.decode(
-            priors, deltas, max_shape=img_meta['img_shape'])
-        results.scores = scores
-        results.labels = labels
+        results.bboxes = bboxes[0]
+        results.scores = scores[0]
+        results.labels = labels[0]
         return self._bbox_post_process(
             results=results, cfg=copy.deepcopy(cfg), rescale=rescale, with_nms=with_nms,
             img_meta=img_meta)
+
+    def decode_candidates(self,
+                          cls_scores: Sequence[Tensor],
+                          bbox_preds: Sequence[Tensor],
+                          mlvl_priors: Sequence[Tensor],
+                          img_shape: Union[Sequence[int], Tensor],
+                          cfg: Optional[ConfigDict] = None,
+                          static_shape: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+        """Scores, labels and boxes of the candidates of a batch, before NMS: the
+        ``cfg.nms_pre`` best (anchor, class) scores above ``cfg.score_thr``
+        (:func:`select_candidates`), decoded by the box coder and clipped to ``img_shape``.
+
+        The prediction of :meth:`predict_by_feat` (one image at a time) and the ONNX export
+        (``static_shape=True``, traced) both run it, so they share anchors, selection and
+        decoding.
+
+        Args:
+            cls_scores (Sequence[Tensor]): Class logits ``(B, A * C, H, W)`` of each level.
+            bbox_preds (Sequence[Tensor]): Box deltas ``(B, A * 4, H, W)`` of each level.
+            mlvl_priors (Sequence[Tensor]): Anchors of each level, from
+                ``prior_generator.grid_priors``.
+            img_shape (Sequence[int] | Tensor): ``(H, W)`` that boxes are clipped to.
+            cfg (ConfigDict, optional): Test config. Defaults to ``self.test_cfg``.
+            static_shape (bool): Exactly ``nms_pre`` candidates per level (or image) with
+                score 0 for the dropped ones, for any batch size; else ``B`` is 1 and the
+                dropped ones are left out. Defaults to False.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: Scores ``(B, K)``, labels ``(B, K)`` and boxes
+            ``(B, K, 4)`` (x1, y1, x2, y2).
+        """
+        cfg = self.test_cfg if cfg is None else cfg
+        scores, labels, deltas, priors = select_candidates(
+            cls_scores, bbox_preds, mlvl_priors, self.cls_out_channels, cfg.get('nms_pre', -1),
+            cfg.get('score_thr', 0), cfg.get('nms_pre_scope', 'level'), static_shape)
+        boxes = self.bbox_coder.decode(priors.reshape(-1, 4),
+                                       deltas.reshape(-1, deltas.shape[-1]))
+        # clipped here rather than by the coder's max_shape, which mmdet cannot trace
+        size = torch.as_tensor(img_shape, dtype=boxes.dtype, device=boxes.device)
+        boxes = boxes.clamp(min=0).minimum(size[[1, 0, 1, 0]])
+        return scores, labels, boxes.reshape(priors.shape)
 
     def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict, *args,
                            **kwargs) -> InstanceData:

@@ -1,12 +1,18 @@
-"""Candidate selection for dense heads: partial top-k instead of mmdet's full sort."""
-from typing import Tuple
+"""Candidate selection for dense heads: partial top-k instead of mmdet's full sort, in one form
+for eager prediction and for tracing (ONNX export)."""
+from typing import Sequence, Tuple
 
+import torch
 from torch import Tensor
 
 # A pre-filter pays off when the scores outnumber the candidates by this much.
 PREFILTER_RATIO = 32
 # Scores sampled to estimate the pre-filter threshold.
 PREFILTER_SAMPLES = 65536
+# Logit of the padding candidates of a static-shape selection: its sigmoid is exactly 0 in
+# float32, so no score_thr keeps it.
+PAD_LOGIT = -1e4
+SCOPES = ('level', 'image')
 
 
 def top_indices(values: Tensor, k: int) -> Tensor:
@@ -30,9 +36,15 @@ def top_indices(values: Tensor, k: int) -> Tensor:
     return values.topk(k).indices
 
 
-def topk_candidates(cls_score: Tensor, num_classes: int, score_thr: float,
-                    k: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The ``k`` best (anchor, class) sigmoid scores above ``score_thr`` of one level.
+def topk_candidates(cls_score: Tensor,
+                    bbox_pred: Tensor,
+                    priors: Tensor,
+                    num_classes: int,
+                    k: int,
+                    score_thr: float,
+                    static_shape: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The ``k`` best (anchor, class) sigmoid scores above ``score_thr`` of one level, with
+    their labels, box deltas and priors.
 
     Selects the same candidates as mmdet's ``filter_scores_and_topk`` on
     ``cls_score.permute(1, 2, 0).reshape(-1, num_classes).sigmoid()`` (up to the order of
@@ -41,23 +53,88 @@ def topk_candidates(cls_score: Tensor, num_classes: int, score_thr: float,
     at P3 of a 90-class EfficientDet-D0 at 512x512 covers 3.3M scores.
 
     Args:
-        cls_score (Tensor): Class logits of one image and level, ``(A * C, H, W)`` with the
-            ``A`` anchors of a location outermost, as dense heads output them.
+        cls_score (Tensor): Class logits ``(B, A * C, H, W)`` with the ``A`` anchors of a
+            location outermost, as dense heads output them.
+        bbox_pred (Tensor): Box deltas ``(B, A * D, H, W)``, same layout.
+        priors (Tensor): Anchors ``(H * W * A, 4)`` in mmdet's order ``location * A + anchor``.
         num_classes (int): ``C``.
+        k (int): Candidates kept at most; ``k <= 0`` keeps every score above the threshold
+            (mmdet's ``nms_pre=-1``).
         score_thr (float): Scores at or below it are dropped.
-        k (int): Candidates kept at most; ``k <= 0`` keeps every score above the
-            threshold (mmdet's ``nms_pre=-1``).
+        static_shape (bool): Shapes that depend only on ``k``, the form that traces to a graph
+            for any batch and input size: every image gets exactly ``k`` candidates (padding
+            ones with score 0 when the level has fewer) and a score at or below ``score_thr``
+            becomes 0 instead of being dropped. Otherwise ``B`` must be 1 and the selection
+            takes a faster eager path (:func:`top_indices`). Defaults to False.
 
     Returns:
-        tuple[Tensor, Tensor, Tensor, Tensor]: Scores (descending), class labels, anchor
-        index within the location and location index (``h * W + w``) of the candidates. In
-        mmdet's flattened prior order the prior index is ``location * A + anchor``.
+        tuple[Tensor, Tensor, Tensor, Tensor]: Scores ``(B, K)`` (descending), class labels
+        ``(B, K)``, deltas ``(B, K, D)`` and priors ``(B, K, 4)`` of the candidates.
     """
-    flat = cls_score.reshape(-1)
-    index = top_indices(flat, k)
-    scores = flat[index].sigmoid()
-    keep = scores > score_thr
-    scores, index = scores[keep], index[keep]
+    batch = cls_score.shape[0]
+    num_anchors = cls_score.shape[1] // num_classes
+    box_dim = bbox_pred.shape[1] // num_anchors
     locations = cls_score.shape[-2] * cls_score.shape[-1]
-    channel, location = index // locations, index % locations
-    return scores, channel % num_classes, channel // num_classes, location
+    flat = cls_score.reshape(batch, -1)
+    if static_shape:
+        if k > 0:  # a small input may hold fewer than k
+            flat = torch.cat([flat, flat.new_full((1, 1), PAD_LOGIT).expand(batch, k)], dim=1)
+        scores, index = flat.topk(k if k > 0 else flat.shape[1], dim=1)
+        scores = scores.sigmoid()
+        scores = torch.where(scores > score_thr, scores, torch.zeros_like(scores))
+    else:
+        if batch != 1:
+            raise ValueError(f'topk_candidates takes one image unless static_shape=True, got '
+                             f'a batch of {batch}')
+        index = top_indices(flat[0], k)
+        scores = flat[0, index].sigmoid()
+        keep = scores > score_thr
+        scores, index = scores[keep][None], index[keep][None]
+    channel = torch.div(index, locations, rounding_mode='floor')
+    location = index - channel * locations
+    anchor = torch.div(channel, num_classes, rounding_mode='floor')
+    labels = channel - anchor * num_classes
+    if static_shape:
+        anchor = anchor.clamp(max=num_anchors - 1)  # padding: any real prior
+    # the D deltas of each (anchor, location) from the (A * D, H * W) map, without a permuted copy
+    offsets = torch.arange(box_dim, device=index.device)
+    delta_index = ((anchor * box_dim)[..., None] + offsets) * locations + location[..., None]
+    deltas = bbox_pred.reshape(batch, -1).gather(1, delta_index.reshape(batch, -1))
+    return (scores, labels, deltas.reshape(batch, -1, box_dim),
+            priors[location * num_anchors + anchor])
+
+
+def select_candidates(cls_scores: Sequence[Tensor],
+                      bbox_preds: Sequence[Tensor],
+                      mlvl_priors: Sequence[Tensor],
+                      num_classes: int,
+                      nms_pre: int,
+                      score_thr: float,
+                      scope: str = 'level',
+                      static_shape: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Candidates of every level (:func:`topk_candidates`), concatenated.
+
+    ``scope`` says what ``nms_pre`` counts: ``'level'`` (mmdet's meaning) keeps ``nms_pre``
+    per level, ``'image'`` (the official evaluation) ``nms_pre`` over all levels, which are
+    among the per-level best ``nms_pre``.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor, Tensor]: Scores ``(B, K)``, labels ``(B, K)``, deltas
+        ``(B, K, D)`` and priors ``(B, K, 4)``.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"test_cfg.nms_pre_scope must be 'level' (nms_pre candidates per "
+                         f"level, mmdet) or 'image' (over all levels, official), got "
+                         f'{scope!r}')
+    levels = [
+        topk_candidates(cls_score, bbox_pred, priors, num_classes, nms_pre, score_thr,
+                        static_shape)
+        for cls_score, bbox_pred, priors in zip(cls_scores, bbox_preds, mlvl_priors)
+    ]
+    scores, labels, deltas, priors = (torch.cat(parts, dim=1) for parts in zip(*levels))
+    if scope == 'image' and 0 < nms_pre < scores.shape[1]:
+        scores, keep = scores.topk(nms_pre, dim=1)
+        labels = labels.gather(1, keep)
+        deltas = deltas.gather(1, keep[..., None].expand(-1, -1, deltas.shape[-1]))
+        priors = priors.gather(1, keep[..., None].expand(-1, -1, priors.shape[-1]))
+    return scores, labels, deltas, priors
