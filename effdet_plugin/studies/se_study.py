@@ -13,8 +13,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 
+from ..checkpoint import WeightsCheckSettings, load_checkpoint
 from . import se_gates
 from .experiments import ResultsFile, format_markdown, measure, rescale_schedule, run_config
 
@@ -32,8 +33,8 @@ def build_model(cfg: Config, checkpoint: Optional[str] = None) -> torch.nn.Modul
 
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(copy.deepcopy(cfg.model))
-    if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    if checkpoint:  # through the weights check (finite, fits the model both ways)
+        load_checkpoint(model, checkpoint, WeightsCheckSettings.from_cfg(cfg))
     return model.eval()
 
 
@@ -55,7 +56,8 @@ def evaluate(cfg: Config, checkpoint: str, work_dir: str) -> Dict[str, float]:
     cfg = copy.deepcopy(cfg)
     cfg.update(load_from=checkpoint, resume=False, work_dir=work_dir, log_level='WARNING',
                experiment_name=f'eval_{osp.basename(work_dir)}_{time.strftime("%H%M%S")}')
-    metrics = Runner.from_cfg(cfg).val()
+    from ..cli import build_runner  # the tools' checked Runner
+    metrics = build_runner(cfg).val()
     return {k: float(v) for k, v in metrics.items()}
 
 
