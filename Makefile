@@ -28,8 +28,13 @@ setup:
 lint: setup
 	.venv/bin/ruff check .
 
+# The fast suite spreads its test files over TEST_WORKERS processes (pytest-xdist; the tests of
+# a file stay in one process, so that its module fixtures train once), one thread each unless
+# OMP_NUM_THREADS says otherwise. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: setup
-	@$(call run_pytest,-m "not slow" tests/)
+	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
+	$(call run_pytest,-m "not slow" -n $(TEST_WORKERS) --dist loadfile tests/)
 
 test-slow: setup
 	@$(call run_pytest,-m slow tests/)
