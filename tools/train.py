@@ -10,14 +10,15 @@ machines (gloo); checkpoints are written crash-safe (``SafeCheckpointHook`` repl
 """
 import argparse
 import os
+import sys
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin import cli
-from effdet_plugin.cli.lr_scaling import apply_auto_scale_lr
+from effdet_plugin.checkpoint.atomic_io import DiskFullError
 from effdet_plugin.cli.memory_format import set_memory_format
-from effdet_plugin.cli.signals import stop_on_signals
 from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
 from effdet_plugin.cli.work_dir_lock import hold_work_dir
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
@@ -32,9 +33,8 @@ def parse_args() -> argparse.Namespace:
         '--amp', action='store_true',
         help='mixed precision: fp16 with dynamic loss scaling on CUDA, bfloat16 on CPU')
     parser.add_argument(
-        '--auto-scale-lr', action=argparse.BooleanOptionalAction, default=None,
-        help='scale the LR by total batch size / auto_scale_lr.base_batch_size; default: on '
-        'when the config declares base_batch_size (--no-auto-scale-lr keeps its LR)')
+        '--auto-scale-lr', action='store_true',
+        help='scale the LR by total batch size / auto_scale_lr.base_batch_size')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a value, from the latest checkpoint in '
@@ -53,10 +53,12 @@ def main() -> None:
 
     if args.amp:
         cli.enable_amp(cfg)
-    try:
-        apply_auto_scale_lr(cfg, args.auto_scale_lr)
-    except ValueError as e:
-        raise SystemExit(f'error: {e}')
+    if args.auto_scale_lr:
+        scale_cfg = cfg.get('auto_scale_lr') or {}
+        if 'enable' not in scale_cfg or 'base_batch_size' not in scale_cfg:
+            raise RuntimeError('--auto-scale-lr needs auto_scale_lr=dict(enable=False, '
+                               'base_batch_size=...) in the config')
+        cfg.auto_scale_lr.enable = True
     # An explicit checkpoint takes priority over auto-resume from the work dir.
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -64,6 +66,8 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, args.resume
 
     cli.exit_if_dataset_missing(cfg, ('train', 'val'))
+    # the size check builds the training dataset before the Runner sets the registry scope
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
     small = warn_if_objects_small(cfg) if int(os.environ.get('RANK', 0)) == 0 else []
     use_safe_checkpoint_hook(cfg)
     with hold_work_dir(cfg.work_dir), cli.exit_on_weights_error():
@@ -71,9 +75,11 @@ def main() -> None:
         log_to_files(runner.logger, small)
         if args.channels_last:  # before train() builds the optimizer and resumes
             set_memory_format(runner.model, purpose='training')
-        runner.train()
+        try:
+            runner.train()
+        except DiskFullError as e:  # names the file, the checkpoint kept and how to go on
+            sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':
-    with stop_on_signals('training stopped'):
-        main()
+    main()

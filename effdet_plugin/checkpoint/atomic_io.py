@@ -6,15 +6,45 @@ name; a process killed during that write leaves a truncated file under a valid n
 renames it over the target (``os.replace`` is atomic within one file system). The
 ``'local_atomic'`` file backend routes mmengine's ``put``/``put_text`` through it, so that
 ``backend_args=dict(backend='local_atomic')`` makes any mmengine writer crash-safe.
+A write that finds the disk full raises :class:`DiskFullError` naming the file, the space it
+needed and the space left; the target keeps its previous content.
 """
+import errno
 import glob
 import os
 import os.path as osp
+import shutil
 from typing import List, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
 _TMP_SUFFIX = '.tmp'
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write found no space left on its device (or the disk quota used up)."""
+
+    def __init__(self, message: str, errno_: int = errno.ENOSPC) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+def _megabytes(num_bytes: int) -> str:
+    return f'{num_bytes / 2**20:.1f} MB'
+
+
+def _disk_full_error(path: str, size: int, error: OSError) -> DiskFullError:
+    directory = osp.dirname(path)
+    try:
+        free = f', {_megabytes(shutil.disk_usage(directory).free)} free'
+    except OSError:
+        free = ''
+    what = 'no space left on the device' if error.errno == errno.ENOSPC else \
+        'the disk quota is used up'
+    return DiskFullError(
+        f"cannot write '{path}': {what} of '{directory}' ({_megabytes(size)} needed{free}); "
+        'nothing was written and a previous file of that name is unchanged', error.errno)
 
 
 def pid_alive(pid: int) -> bool:
@@ -56,6 +86,9 @@ def atomic_write(path: Union[str, os.PathLike], data: Union[bytes, str]) -> None
     Args:
         path (str | PathLike): Target file; its directory is created if missing.
         data (bytes | str): Content; ``str`` is written as UTF-8.
+
+    Raises:
+        DiskFullError: No space left (or quota used up); ``path`` is unchanged.
     """
     path = osp.abspath(os.fspath(path))
     os.makedirs(osp.dirname(path), exist_ok=True)
@@ -68,9 +101,11 @@ def atomic_write(path: Union[str, os.PathLike], data: Union[bytes, str]) -> None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            raise _disk_full_error(path, len(data), e) from e
         raise
     _fsync_dir(osp.dirname(path))
 

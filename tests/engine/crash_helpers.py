@@ -7,7 +7,12 @@ save instead:
 - ``serialize:N``: during the N-th ``torch.save`` (mmengine serialises a checkpoint before it
   writes anything; plain CheckpointHook has already deleted the oldest checkpoint by then);
 - ``rename:NAME``: when the complete temporary file is about to be renamed to ``NAME``.
+
+``EFFDET_TEST_DISK_FULL=NAME`` makes the write of ``NAME``'s temporary file fail like a full
+disk (``ENOSPC`` after half of the bytes).
 """
+import builtins
+import errno
 import os
 
 import torch
@@ -73,5 +78,25 @@ def _install_kill_point(spec: str) -> None:
         raise ValueError(f'unknown EFFDET_TEST_KILL {spec!r}')
 
 
+def _install_disk_full(name: str) -> None:
+    real_open = builtins.open
+
+    def open_filling_the_disk(file, mode='r', *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if 'w' in mode and os.path.basename(str(file)).startswith(f'.{name}.'):
+            write = f.write
+
+            def write_until_full(data):
+                write(data[:len(data) // 2])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            f.write = write_until_full
+        return f
+
+    builtins.open = open_filling_the_disk
+
+
+if os.environ.get('EFFDET_TEST_DISK_FULL'):
+    _install_disk_full(os.environ['EFFDET_TEST_DISK_FULL'])
 if os.environ.get('EFFDET_TEST_KILL'):
     _install_kill_point(os.environ['EFFDET_TEST_KILL'])

@@ -38,17 +38,22 @@ def iter_cfg(tiny_det_cfg, work_dir, max_iters=6, interval=2, max_keep_ckpts=1, 
     return cfg
 
 
-def train(run_tool, cfg, tmp_path, *args, kill=None, name='cfg.py'):
+def train(run_tool, cfg, tmp_path, *args, kill=None, disk_full=None, name='cfg.py'):
     cfg_file = tmp_path / name
     cfg.dump(str(cfg_file))
     env = dict(PYTHONPATH=str(HELPERS_DIR), OMP_NUM_THREADS='1')
     if kill:
         env['EFFDET_TEST_KILL'] = kill
+    if disk_full:
+        env['EFFDET_TEST_DISK_FULL'] = disk_full
     return run_tool('tools/train.py', cfg_file, *args, env=env)
 
 
 def read_last_checkpoint(work_dir: Path) -> Path:
-    return Path((work_dir / 'last_checkpoint').read_text())
+    """The checkpoint last_checkpoint names: its file name, relative to the work dir."""
+    name = (work_dir / 'last_checkpoint').read_text()
+    assert name == Path(name).name, name
+    return work_dir / name
 
 
 def load(path: Path) -> dict:
@@ -72,7 +77,9 @@ def test_kill_during_checkpoint_save_keeps_previous_and_resumes(kill, tiny_det_c
     assert len(leftovers) == (1 if kill.startswith('rename') else 0)
     assert (work_dir / LOCK_NAME).exists()  # a kill cannot release the lock
 
-    resumed = train(run_tool, cfg, tmp_path, '--resume')
+    # the work dir moves (e.g. with its clone) before the run is resumed there
+    work_dir = work_dir.rename(tmp_path / 'moved')
+    resumed = train(run_tool, cfg, tmp_path, '--resume', '--work-dir', work_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'Taking over the stale lock' in resumed.stderr + resumed.stdout
     assert not (work_dir / LOCK_NAME).exists()
@@ -99,6 +106,26 @@ def test_inf_batchnorm_statistics_are_never_written(tiny_det_cfg, tmp_path, run_
     state = load(work_dir / 'iter_2.pth')['state_dict']
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
     assert not (work_dir / LOCK_NAME).exists()  # released on the error
+
+
+def test_disk_full_during_save_names_the_file_and_keeps_the_previous(tiny_det_cfg, tmp_path,
+                                                                     run_tool):
+    """No space left while iter_4.pth is written: one error line naming the file, the
+    checkpoint kept and what to do; iter_2.pth stays the resumable checkpoint."""
+    work_dir = tmp_path / 'work_dir'
+    cfg = iter_cfg(tiny_det_cfg, work_dir, max_iters=6, interval=2, max_keep_ckpts=1)
+    run = train(run_tool, cfg, tmp_path, disk_full='iter_4.pth')
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert 'Traceback' not in run.stderr, run.stderr[-3000:]
+    message = run.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: Checkpoint not written: cannot write '{work_dir}/"
+                              "iter_4.pth': no space left on the device"), message
+    assert f'latest kept: {work_dir}/iter_2.pth' in message
+    assert 'Free space on that disk' in message and '--resume' in message
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_2.pth']
+    assert not list(work_dir.glob('.*.tmp'))  # the half-written file is removed
+    assert read_last_checkpoint(work_dir) == work_dir / 'iter_2.pth'
+    assert not (work_dir / LOCK_NAME).exists()
 
 
 def test_second_training_into_live_work_dir_refused(tiny_det_cfg, tmp_path, run_tool):

@@ -4,6 +4,7 @@ mmengine 0.10.7's ``CheckpointHook`` deletes the oldest kept checkpoint (and the
 ``best_*.pth``) *before* writing the new one, writes it straight into its final name and
 rewrites ``last_checkpoint`` in place: with ``max_keep_ckpts=1`` a kill during the write loses
 every checkpoint and leaves ``last_checkpoint`` pointing at a missing or truncated file.
+A full disk ended in a bare ``OSError: [Errno 28]`` naming no file.
 """
 import os
 import os.path as osp
@@ -14,8 +15,10 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ...checkpoint.atomic_io import atomic_write, leftover_temp_files
+from ...checkpoint.atomic_io import DiskFullError, atomic_write, leftover_temp_files
 from .non_finite_loss_hook import check_finite_state
+
+LAST_CHECKPOINT = 'last_checkpoint'
 
 
 class _RuntimeInfo:
@@ -39,11 +42,16 @@ class SafeCheckpointHook(CheckpointHook):
     - Every checkpoint is written to a temporary file in the same directory, flushed, fsynced
       and renamed into place (the ``'local_atomic'`` file backend of :mod:`..atomic_io`).
     - ``last_checkpoint`` is rewritten, atomically as well, only once the new file is
-      complete; outdated checkpoints (``max_keep_ckpts``) and the previous ``best_*.pth`` are
+      complete. It names the file relative to the work dir, so that a work dir (or the clone
+      holding it) still resumes after a move: read it with :func:`latest_checkpoint`
+      (mmengine's ``find_latest_checkpoint`` would take the name relative to the current
+      directory). Outdated checkpoints (``max_keep_ckpts``) and the previous ``best_*.pth`` are
       deleted only after that.
     - A checkpoint whose weights or buffers (BatchNorm statistics, the EMA copy) hold NaN/inf
       is not written: :class:`~..weights_check.NonFiniteWeightsError` names the tensors and
       the checkpoints already written are kept.
+    - A checkpoint that does not fit on the disk raises :class:`~..atomic_io.DiskFullError`
+      naming the file, the space needed and left, the checkpoint kept and how to go on.
     - Temporary files left by a killed run are deleted when training starts.
 
     Args:
@@ -79,10 +87,20 @@ class SafeCheckpointHook(CheckpointHook):
         states = {key: checkpoint[key] for key in ('state_dict', 'ema_state_dict')
                   if key in checkpoint}
         meta = checkpoint.get('meta', {})
-        kept = f' (latest kept: {self.last_ckpt})' if self.last_ckpt else ''
         check_finite_state(
             states, f'Checkpoint of epoch {meta.get("epoch")}, iteration {meta.get("iter")} '
-            f'not written, the checkpoints written before are kept{kept}')
+            f'not written, the checkpoints written before are kept{self._kept()}')
+
+    def _kept(self) -> str:
+        return f' (latest kept: {self.last_ckpt})' if self.last_ckpt else ''
+
+    def _disk_full(self, error: DiskFullError) -> DiskFullError:
+        """``error`` with what is kept and how to go on."""
+        return DiskFullError(
+            f'Checkpoint not written: {error}. The checkpoints written before are '
+            f'kept{self._kept()}. Free space on that disk (or lower max_keep_ckpts), then '
+            'continue the run with tools/train.py --resume, or train into another --work-dir',
+            error.errno)
 
     def _remove(self, path: str) -> None:
         """Delete a checkpoint now, or at the end of the current save (see _save_*)."""
@@ -111,11 +129,13 @@ class SafeCheckpointHook(CheckpointHook):
         self.file_backend.remove = self.file_backend.rmtree = self._remove
         try:
             super()._save_best_checkpoint(runner, metrics)
-        except BaseException:
+        except BaseException as e:
             # a failed save deletes nothing, and the previous best stays the best
             self._deferred = None
             self.best_ckpt_path, self.best_ckpt_path_dict = saved_paths
             saved_info.restore()
+            if isinstance(e, DiskFullError):
+                raise self._disk_full(e) from e
             raise
         finally:
             del self.file_backend.remove, self.file_backend.rmtree
@@ -150,18 +170,40 @@ class SafeCheckpointHook(CheckpointHook):
                 save_optimizer=self.save_optimizer,
                 save_param_scheduler=self.save_param_scheduler, meta=meta,
                 by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-        except BaseException:
+        except BaseException as e:
             if self.max_keep_ckpts > 0:
                 self.keep_ckpt_ids.clear()
                 self.keep_ckpt_ids.extend(saved_ids)
             saved_info.restore()
+            if isinstance(e, DiskFullError):
+                raise self._disk_full(e) from e
             raise
         self.last_ckpt = ckpt_path
         if not is_main_process():
             return
-        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        atomic_write(osp.join(runner.work_dir, LAST_CHECKPOINT),
+                     _name_in(runner.work_dir, self.last_ckpt))
         for path in outdated:
             self._remove(path)
+
+
+def _name_in(work_dir: str, path: str) -> str:
+    """``path`` relative to ``work_dir`` when it lies inside it, else as it is."""
+    if '://' in path:
+        return path
+    relative = osp.relpath(path, work_dir)
+    return path if relative.startswith('..') else relative
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``<work_dir>/last_checkpoint`` names (a name relative to the work dir,
+    as :class:`SafeCheckpointHook` writes it, or an absolute path, as mmengine's
+    ``CheckpointHook`` does), or None when there is no such file."""
+    path = osp.join(work_dir, LAST_CHECKPOINT)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return osp.join(work_dir, f.read().strip())  # an absolute name stays as it is
 
 
 def use_safe_checkpoint_hook(cfg) -> None:
