@@ -18,7 +18,9 @@ from mmengine.registry import init_default_scope
 import effdet_plugin  # noqa: F401  (registers models, hooks, optimizer wrappers)
 from effdet_plugin import cli
 from effdet_plugin.checkpoint.atomic_io import DiskFullError
+from effdet_plugin.cli.lr_scaling import apply_auto_scale_lr
 from effdet_plugin.cli.memory_format import set_memory_format
+from effdet_plugin.cli.signals import stop_on_signals
 from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
 from effdet_plugin.cli.work_dir_lock import hold_work_dir
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
@@ -33,8 +35,9 @@ def parse_args() -> argparse.Namespace:
         '--amp', action='store_true',
         help='mixed precision: fp16 with dynamic loss scaling on CUDA, bfloat16 on CPU')
     parser.add_argument(
-        '--auto-scale-lr', action='store_true',
-        help='scale the LR by total batch size / auto_scale_lr.base_batch_size')
+        '--auto-scale-lr', action=argparse.BooleanOptionalAction, default=None,
+        help='scale the LR by total batch size / auto_scale_lr.base_batch_size; default: on '
+        'when the config declares base_batch_size (--no-auto-scale-lr keeps its LR)')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint; without a value, from the latest checkpoint in '
@@ -53,12 +56,10 @@ def main() -> None:
 
     if args.amp:
         cli.enable_amp(cfg)
-    if args.auto_scale_lr:
-        scale_cfg = cfg.get('auto_scale_lr') or {}
-        if 'enable' not in scale_cfg or 'base_batch_size' not in scale_cfg:
-            raise RuntimeError('--auto-scale-lr needs auto_scale_lr=dict(enable=False, '
-                               'base_batch_size=...) in the config')
-        cfg.auto_scale_lr.enable = True
+    try:
+        apply_auto_scale_lr(cfg, args.auto_scale_lr)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
     # An explicit checkpoint takes priority over auto-resume from the work dir.
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
@@ -82,4 +83,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    with stop_on_signals('training stopped'):
+        main()
