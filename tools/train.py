@@ -24,6 +24,7 @@ from effdet_plugin.cli.signals import stop_on_signals
 from effdet_plugin.cli.size_check import log_to_files, warn_if_objects_small
 from effdet_plugin.cli.work_dir_lock import hold_work_dir
 from effdet_plugin.engine.hooks.safe_checkpoint_hook import use_safe_checkpoint_hook
+from effdet_plugin.models.necks.bifpn import NeckChannelsError
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,7 +79,7 @@ def main() -> None:
             set_memory_format(runner.model, purpose='training')
         try:
             runner.train()
-        except DiskFullError as e:  # names the file, the checkpoint kept and how to go on
+        except (DiskFullError, NeckChannelsError) as e:  # each names the problem and the fix
             sys.exit(f'error: {e}')
 
 

@@ -174,3 +174,16 @@ def test_missing_image_stops_before_the_model(tool, tiny_det_cfg, data, tmp_path
                           f"'{ann}' do not exist ('{missing}')", f'check {key}.dataset.data_root')
     assert ('ignore_empty=True' in proc.stderr) == (tool == 'train')  # no skipping in tests
 
+
+def test_neck_not_fitting_the_backbone_is_one_error_line(data, tmp_path, run_tool):
+    """The demo's Lite0 backbone outputs [40, 112, 320] channels; a neck configured for other
+    widths stops at the first forward with both widths and the fix."""
+    work_dir = tmp_path / 'work_dir'
+    proc = _train_demo(run_tool, data, work_dir, 'model.neck.in_channels=[24,40,112]')
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'error: neck in_channels=[24, 40, 112] do not match the backbone, whose outputs have '
+        "[40, 112, 320] channels: set neck.in_channels=[40, 112, 320] (the backbone's "
+        'out_channels), or choose the backbone outputs (out_indices) for this neck')
+    assert not list(work_dir.glob('*.pth'))

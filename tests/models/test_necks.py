@@ -9,6 +9,7 @@ from timm import layers as timm_layers
 
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.models.necks import EffBiFPN, MaxPool2dSame, WeightedFusion, bifpn_topology
+from effdet_plugin.models.necks.bifpn import NeckChannelsError
 from effdet_plugin.models.utils import get_det_scale
 
 B0_CHANNELS = [40, 112, 320]
@@ -143,6 +144,21 @@ def test_input_count_checked():
         neck(_feats(B0_CHANNELS, 128, 128)[:2])
     with pytest.raises(ValueError):
         EffBiFPN([8] * 6, max_level=7)
+
+
+def test_in_channels_not_fitting_the_backbone_name_both_and_the_fix():
+    """A B2 backbone under a neck configured for B0: a clear error at the first forward (was a
+    conv RuntimeError naming no config key)."""
+    backbone = MODELS.build(dict(type='EffNet', arch='b2', init_cfg=None)).eval()
+    neck = EffBiFPN([40, 112, 320], num_repeats=1)
+    assert list(backbone.out_channels) != [40, 112, 320]
+    with torch.no_grad(), pytest.raises(NeckChannelsError) as error:
+        neck(backbone(torch.randn(1, 3, 64, 64)))
+    widths = list(backbone.out_channels)
+    assert str(error.value) == (
+        f'neck in_channels=[40, 112, 320] do not match the backbone, whose outputs have '
+        f"{widths} channels: set neck.in_channels={widths} (the backbone's out_channels), or "
+        'choose the backbone outputs (out_indices) for this neck')
 
 
 def test_d0_param_count_matches_effdet():

@@ -13,6 +13,10 @@ from ..utils.scaling import get_det_scale, level_strides
 from .bifpn_layers import LevelResample, WeightedFusion
 
 
+class NeckChannelsError(ValueError):
+    """The neck's ``in_channels`` differ from the widths of the backbone's outputs."""
+
+
 class FusionNodeSpec(NamedTuple):
     """One BiFPN node: it fuses the features ``inputs`` into a map at pyramid ``level``.
 
@@ -202,8 +206,12 @@ class EffBiFPN(BaseModule):
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """Map backbone features (finest first) to ``num_outs`` FPN features."""
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'expected {len(self.in_channels)} inputs, got {len(inputs)}')
+        got = [x.shape[1] for x in inputs]
+        if got != self.in_channels:  # else a conv fails with a RuntimeError naming no config
+            raise NeckChannelsError(
+                f'neck in_channels={self.in_channels} do not match the backbone, whose outputs '
+                f'have {got} channels: set neck.in_channels={got} (the backbone\'s '
+                'out_channels), or choose the backbone outputs (out_indices) for this neck')
         feats = list(inputs)
         for extra in self.extra_levels:
             feats.append(extra(feats[-1]))
