@@ -17,7 +17,9 @@ from mmengine.runner import Runner
 
 from ..checkpoint import WeightsCheckSettings, load_checkpoint
 from . import se_gates
-from .experiments import ResultsFile, format_markdown, measure, rescale_schedule, run_config
+from .measure import measure
+from .runner import ResultsFile, rescale_schedule, train
+from .summary import format_markdown
 
 METRIC = 'coco/bbox_mAP'
 
@@ -140,9 +142,8 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
                     tune_cfg = copy.deepcopy(small_cfg)
                     tune_cfg.load_from = ckpt_path
                     rescale_schedule(tune_cfg, finetune)
-                    _, metrics, _ = run_config(tune_cfg, osp.join(out_dir, 'runs', f'{name}_ft'),
-                                               seed)
-                    tuned = ap_of(metrics)
+                    tuned = ap_of(train(tune_cfg, osp.join(out_dir, 'runs', f'{name}_ft'),
+                                        seed).metrics)
                 log(f'{name}: {removed}/{prunable} channels removed, '
                     f'{figures["flops"] / 1e9:.3f} GFLOPs, AP {ap:.3f}'
                     + ('' if tuned is None else f' -> {tuned:.3f} after {finetune} it'))

@@ -1,4 +1,4 @@
-"""effdet_plugin.studies.scaling_lab: coefficient grid, sweep points, scaled configs, gains."""
+"""effdet_plugin.studies.scaling: coefficient grid, sweep points, scaled configs, gains."""
 from pathlib import Path
 
 import pytest
@@ -6,23 +6,25 @@ from mmengine.config import Config
 
 from effdet_plugin.models.backbones import EffNet
 from effdet_plugin.models.utils.scaling import det_phi, get_det_scale, get_net_scale, round_filters
-from effdet_plugin.studies.experiments import ResultsFile, rescale_schedule
-from effdet_plugin.studies.scaling_lab import (
+from effdet_plugin.studies.runner import ResultsFile, rescale_schedule
+from effdet_plugin.studies.runner import load_study_config as load_config
+from effdet_plugin.studies.scaling.points import (
     OFFICIAL,
-    base_det_phi,
-    build_model,
     coefficient_grid,
     flops_growth,
-    load_config,
     marginal_gains,
-    plan,
-    reference_shape,
     saturation_phi,
-    scale_config,
     search_points,
     select_candidates,
     sweep_points,
 )
+from effdet_plugin.studies.scaling.scaled_config import (
+    base_det_phi,
+    build_model,
+    reference_shape,
+    scale_config,
+)
+from effdet_plugin.studies.scaling.study import plan
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / 'configs/demo/effdet_lite0_nuclei.py')

@@ -1,6 +1,7 @@
-"""tools/analysis/scaling_search.py and scaling_sweep.py end to end at tiny scale: 2 candidates
-and 2 phis x 2 dimensions, 2 iterations each on the 4-image synthetic dataset: CSV, plots,
-resumability, and the dry run's counted FLOPs against the models that were trained."""
+"""The scaling search and sweep (tools/analysis/scaling_search.py, scaling_sweep.py) end to
+end at tiny scale: 2 candidates and 2 phis x 2 dimensions, 2 iterations each on the 4-image
+synthetic dataset: CSV, plots, resumability, and the dry run's counted FLOPs against the
+models that were trained."""
 import csv
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import matplotlib.image
 import pytest
 from mmengine.config import Config
 
-from effdet_plugin.studies import scaling_lab
-from tools.analysis import scaling_search, scaling_sweep
+from effdet_plugin.studies.scaling import search as scaling_search
+from effdet_plugin.studies.scaling import study as scaling_study
+from effdet_plugin.studies.scaling import sweep as scaling_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::UserWarning')
@@ -80,13 +82,13 @@ def test_search_dry_run_counts_the_models_that_are_trained(tiny_config, tmp_path
 
 def test_sweep_writes_csv_plots_gains_and_resumes(tiny_config, tmp_path, capsys, monkeypatch):
     trained = []
-    real_run = scaling_lab.run_config
+    real_run = scaling_study.train
 
     def counting_run(cfg, work_dir, *a, **k):
         trained.append(Path(work_dir).name)
         return real_run(cfg, work_dir, *a, **k)
 
-    monkeypatch.setattr(scaling_lab, 'run_config', counting_run)
+    monkeypatch.setattr(scaling_study, 'train', counting_run)
     out_dir = tmp_path / 'sweep'
     args = [tiny_config, '--phis', '0', '1', '--dims', 'compound', 'width', *COMMON,
             '--min-gain', '1000', '--out', str(out_dir)]
@@ -114,7 +116,7 @@ def test_sweep_writes_csv_plots_gains_and_resumes(tiny_config, tmp_path, capsys,
                                 *args[7:]])
     assert trained == ['compound_phi0.5_seed0']
     assert [r['phi'] for r in again] == [0, 0.5, 1] and len(read_csv(out_dir / 'sweep.csv')) == 5
-    assert '2 of 3 runs already in' in capsys.readouterr().out
+    assert '3 runs (2 already in' in capsys.readouterr().out
     with pytest.raises(ValueError, match='other settings \\(iters'):
         scaling_sweep.main([tiny_config, '--phis', '0', '--iters', '3', '--out', str(out_dir)])
 

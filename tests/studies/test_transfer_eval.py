@@ -1,4 +1,5 @@
-"""tools/analysis/transfer_eval.py: schedule rescaling, the four starting points, the table."""
+"""The transfer evaluation (tools/analysis/transfer_eval.py): schedule rescaling, the four
+starting points, the table."""
 import csv
 import importlib.util
 import json
@@ -8,7 +9,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tools.analysis import transfer_eval
+from effdet_plugin.studies import runner
+from effdet_plugin.studies.transfer import report as transfer_report
+from effdet_plugin.studies.transfer import starting_points
+from effdet_plugin.studies.transfer import study as transfer_eval
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/medical/effdet-lite0_nuclei.py'
@@ -22,28 +26,28 @@ def _repo_cwd(monkeypatch):
 def test_rescale_schedule_keeps_warmup_and_cosine_proportions():
     cfg = Config.fromfile(CONFIG)
     assert cfg.train_cfg.max_iters == 300
-    transfer_eval.rescale_schedule(cfg, 100)
+    runner.rescale_schedule(cfg, 100)
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 10)
     assert (cosine.begin, cosine.end, cosine.T_max) == (10, 100, 90)
     assert cfg.train_cfg.max_iters == 100
     assert cfg.default_hooks.checkpoint.interval == 100
-    transfer_eval.rescale_schedule(cfg, 2)  # degenerate but valid: 1 warm-up + 1 cosine step
+    runner.rescale_schedule(cfg, 2)  # degenerate but valid: 1 warm-up + 1 cosine step
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 1), (1, 2)]
 
 
 def test_rescale_schedule_rejects_epoch_based_configs():
     cfg = Config.fromfile('configs/effdet_lite0_coco.py')
     with pytest.raises(ValueError, match='iteration-based'):
-        transfer_eval.rescale_schedule(cfg, 10)
+        runner.rescale_schedule(cfg, 10)
 
 
 def test_mode_configs_change_only_the_initialisation(tmp_path):
     cfg = Config.fromfile(CONFIG)
-    imagenet = transfer_eval.mode_config(cfg, 'imagenet', str(tmp_path))
-    scratch = transfer_eval.mode_config(cfg, 'scratch', str(tmp_path))
-    frozen = transfer_eval.mode_config(cfg, 'frozen', str(tmp_path))
-    coco = transfer_eval.mode_config(cfg, 'coco', str(tmp_path), 'coco.pth')
+    imagenet = starting_points.mode_config(cfg, 'imagenet', str(tmp_path))
+    scratch = starting_points.mode_config(cfg, 'scratch', str(tmp_path))
+    frozen = starting_points.mode_config(cfg, 'frozen', str(tmp_path))
+    coco = starting_points.mode_config(cfg, 'coco', str(tmp_path), 'coco.pth')
     assert imagenet.model.backbone.init_cfg.type == 'Pretrained'
     assert 'init_cfg' not in scratch.model.backbone and scratch.model.backbone.frozen_stages == -1
     assert frozen.model.backbone.frozen_stages == max(cfg.model.backbone.out_indices)
@@ -53,14 +57,14 @@ def test_mode_configs_change_only_the_initialisation(tmp_path):
         assert other.train_dataloader == cfg.train_dataloader
         assert other.param_scheduler == cfg.param_scheduler
     with pytest.raises(ValueError, match='checkpoint-coco'):
-        transfer_eval.mode_config(cfg, 'coco', str(tmp_path))
+        starting_points.mode_config(cfg, 'coco', str(tmp_path))
 
 
 def test_frozen_run_trains_no_backbone_parameter(tmp_path):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    cfg = transfer_eval.mode_config(Config.fromfile(CONFIG), 'frozen', str(tmp_path))
+    cfg = starting_points.mode_config(Config.fromfile(CONFIG), 'frozen', str(tmp_path))
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     model.train()
@@ -70,20 +74,20 @@ def test_frozen_run_trains_no_backbone_parameter(tmp_path):
 
 
 def test_expected_metrics_follow_the_config_evaluators():
-    assert transfer_eval.expected_metrics(Config.fromfile(CONFIG)) == [
+    assert starting_points.expected_metrics(Config.fromfile(CONFIG)) == [
         'coco/bbox_mAP', 'coco/bbox_mAP_50']
     joint = Config.fromfile('configs/medical/effdet-lite0-detseg_nuclei.py')
-    assert transfer_eval.expected_metrics(joint) == [
+    assert starting_points.expected_metrics(joint) == [
         'coco/bbox_mAP', 'coco/bbox_mAP_50', 'semseg/mIoU']
     masks = Config.fromfile('configs/medical/mask-rcnn_effnet-lite0_bifpn-p2_nuclei.py')
-    assert transfer_eval.expected_metrics(masks)[2:] == ['coco/segm_mAP', 'coco/segm_mAP_50']
+    assert starting_points.expected_metrics(masks)[2:] == ['coco/segm_mAP', 'coco/segm_mAP_50']
 
 
 def test_row_labels_say_exactly_what_is_frozen(tmp_path):
     cfg = Config.fromfile(CONFIG)
-    labels = {mode: transfer_eval.describe(
-        transfer_eval.mode_config(cfg, mode, str(tmp_path), 'coco.pth'), mode)
-        for mode in transfer_eval.MODES}
+    labels = {mode: starting_points.describe(
+        starting_points.mode_config(cfg, mode, str(tmp_path), 'coco.pth'), mode)
+        for mode in starting_points.MODES}
     assert cfg.model.backbone.frozen_stages == 1
     assert labels['imagenet'] == 'ImageNet backbone; stem + stage 1 frozen, the rest trained'
     assert labels['scratch'] == 'random init; nothing frozen, all trained'
@@ -101,8 +105,8 @@ def test_subsets_are_nested_deterministic_and_keep_their_annotations(tmp_path):
     cfg = Config(dict(train_dataloader=dict(dataset=dict(
         type='RepeatDataset', times=2, dataset=dict(data_root=str(tmp_path),
                                                      ann_file='ann.json')))))
-    first = transfer_eval.write_subsets(cfg, [0.25, 0.5, 1.0], str(tmp_path / 'a'))
-    again = transfer_eval.write_subsets(cfg, [0.5, 0.25], str(tmp_path / 'b'))
+    first = starting_points.write_subsets(cfg, [0.25, 0.5, 1.0], str(tmp_path / 'a'))
+    again = starting_points.write_subsets(cfg, [0.5, 0.25], str(tmp_path / 'b'))
     assert [first[f][1] for f in (0.25, 0.5, 1.0)] == [5, 10, 20]
     assert first[1.0][0] == str(tmp_path / 'ann.json')  # the whole set: the config's file
 
@@ -116,7 +120,7 @@ def test_subsets_are_nested_deterministic_and_keep_their_annotations(tmp_path):
     assert ids != set(range(1, 6))  # drawn at random, not the first ones
     assert quarter['annotations'] == [a for a in anns if a['image_id'] in ids]
     assert quarter['categories'] == [dict(id=1, name='x')]
-    other_seed = transfer_eval.write_subsets(cfg, [0.25], str(tmp_path / 'c'), seed=1)
+    other_seed = starting_points.write_subsets(cfg, [0.25], str(tmp_path / 'c'), seed=1)
     assert content(other_seed[0.25][0]) != quarter
 
 
@@ -136,7 +140,7 @@ def _rows(values: dict, iters=(50, 100)):
 def test_summary_pairs_seeds_with_scratch_and_gives_a_t_interval():
     values = {('scratch', 0): 0.30, ('scratch', 1): 0.40, ('scratch', 2): 0.20,
               ('imagenet', 0): 0.40, ('imagenet', 1): 0.60, ('imagenet', 2): 0.50}
-    summary = transfer_eval.summarise(_rows(values), 'coco/bbox_mAP', 'ema')
+    summary = transfer_report.summarise(_rows(values), 'coco/bbox_mAP', 'ema')
     imagenet = next(s for s in summary if s['mode'] == 'imagenet')
     # paired differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(0.975, 2) = 4.303
     assert imagenet['iter'] == 100 and imagenet['n'] == 3 and imagenet['pairs'] == 3
@@ -144,14 +148,14 @@ def test_summary_pairs_seeds_with_scratch_and_gives_a_t_interval():
     assert imagenet['diff_ci'] == pytest.approx(4.3027 * 0.1 / 3**0.5, rel=1e-4)
     assert imagenet['coco/bbox_mAP'] == pytest.approx(0.5)
     assert imagenet['coco/bbox_mAP_std'] == pytest.approx(0.1)
-    table = transfer_eval.summary_table(summary, 'coco/bbox_mAP', 'bbox AP').splitlines()
+    table = transfer_report.summary_table(summary, 'coco/bbox_mAP', 'bbox AP').splitlines()
     assert table[0].startswith('| fraction | iters | mode | what is trained | seeds | bbox AP')
     assert '| 0.5 | 100 | imagenet | imagenet label | 3 | 0.500 ± 0.100 |' in table[3]
     assert table[3].endswith('| +0.200 [-0.048, +0.448] |')
     assert table[2].endswith('| - |')  # scratch against itself
-    at_50 = transfer_eval.summarise(_rows(values), 'coco/bbox_mAP', 'ema', [50])
+    at_50 = transfer_report.summarise(_rows(values), 'coco/bbox_mAP', 'ema', [50])
     assert {s['iter'] for s in at_50} == {50}
-    runs = transfer_eval.runs_table(_rows(values), 'raw').splitlines()
+    runs = transfer_report.runs_table(_rows(values), 'raw').splitlines()
     assert len(runs) == 2 + 6 and '| 0.000 |' in runs[2]
 
 

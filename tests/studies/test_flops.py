@@ -1,4 +1,5 @@
-"""tools/analysis/get_flops.py: D0 params and FLOPs against the paper, and the table output."""
+"""Model size (tools/analysis/get_flops.py): D0 params and FLOPs against the paper, and the
+table output."""
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def tool():
-    from tools.analysis import get_flops
-    return get_flops
+    from effdet_plugin.studies import flops
+    return flops
 
 
 def test_d0_matches_the_paper(tool):

@@ -1,4 +1,5 @@
-"""tools/analysis/scaling_table.py: exact parameter counts and a working FLOPs table."""
+"""The scaling table (tools/analysis/scaling_table.py): exact parameter counts and a working
+FLOPs table."""
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope='module')
 def tool():
-    from tools.analysis import scaling_table
-    return scaling_table
+    from effdet_plugin.studies.scaling import table
+    return table
 
 
 @pytest.mark.parametrize('arch', [f'b{i}' for i in range(8)])

@@ -1,4 +1,4 @@
-"""tools/analysis/plot_curves.py on a fake mmengine scalars log."""
+"""Training-log curves (tools/analysis/plot_curves.py) on a fake mmengine scalars log."""
 import json
 import math
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from tools.analysis import plot_curves
+from effdet_plugin.studies import log_curves as plot_curves
 
 
 def write_fake_log(run_dir: Path, epochs: int = 3, iters_per_epoch: int = 5) -> Path:
