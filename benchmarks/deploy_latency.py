@@ -32,7 +32,7 @@ from mmengine.config import Config  # noqa: E402
 import effdet_plugin  # noqa: E402,F401
 from benchmarks.effdet_d0_latency import HARD_NMS, time_rounds  # noqa: E402
 from benchmarks.parity import realistic_effdet_predictions  # noqa: E402
-from tools.convert_effdet_weights import convert_effdet_checkpoint  # noqa: E402
+from effdet_plugin.checkpoint.effdet_release import convert_effdet_checkpoint  # noqa: E402
 
 # name: (effdet model, our config, input size)
 MODELS_UNDER_TEST = {

@@ -42,8 +42,8 @@ from mmengine.config import Config, ConfigDict  # noqa: E402
 
 import effdet_plugin  # noqa: E402,F401
 from benchmarks.parity import realistic_effdet_predictions  # noqa: E402
+from effdet_plugin.checkpoint.effdet_release import convert_effdet_checkpoint  # noqa: E402
 from effdet_plugin.cli import memory_format  # noqa: E402
-from tools.convert_effdet_weights import convert_effdet_checkpoint  # noqa: E402
 
 CONFIG = 'configs/effdet_b0_coco.py'
 SIZE = 512

@@ -23,15 +23,15 @@ from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
 
 from benchmarks.parity import realistic_effdet_predictions
-from effdet_plugin.checkpoint.efficientdet import infer_variant
-from effdet_plugin.engine.hooks import PretrainedInputCheckHook
-from effdet_plugin.models.utils import checkpoint_classes
-from tools.convert_effdet_weights import (
+from effdet_plugin.checkpoint.effdet_release import (
     COCO80_CATEGORY_IDS,
     config_overrides,
     effdet_preprocessing,
     parse_effdet_name,
 )
+from effdet_plugin.checkpoint.efficientdet import infer_variant
+from effdet_plugin.engine.hooks import PretrainedInputCheckHook
+from effdet_plugin.models.utils import checkpoint_classes
 
 register_all_modules()
 
@@ -41,7 +41,7 @@ SIZE = 128  # every level down to P7 (1x1) exists
 
 
 def _load_tool():
-    from tools import convert_effdet_weights
+    from effdet_plugin.cli import convert_effdet_weights
     return convert_effdet_weights
 
 

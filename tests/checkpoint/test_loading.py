@@ -224,7 +224,7 @@ def test_detector_load_from_prefixed_file(files, tiny_det_cfg):
 
 # ------------------------------------------------------------------------------ CLI
 def _tool():
-    from tools import convert_weights
+    from effdet_plugin.cli import convert_weights
     return convert_weights
 
 

@@ -3,7 +3,7 @@ import effdet
 import torch
 import torchvision
 
-from tools import convert_effdet_weights, convert_weights
+from effdet_plugin.cli import convert_effdet_weights, convert_weights
 
 
 def _poison(state_dict: dict, key: str, value: float) -> dict:
