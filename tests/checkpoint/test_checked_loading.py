@@ -16,7 +16,7 @@ register_all_modules()
 
 # Loads a config's ``load_from`` with mmengine's stock Runner and prints what it did.
 STOCK_LOAD = r'''
-import hashlib, json, logging, sys, warnings
+import contextlib, hashlib, io, json, logging, sys, warnings
 import torch
 import mmengine.runner.checkpoint as checkpoint
 from mmengine.config import Config
@@ -28,7 +28,8 @@ messages = []
 handler = logging.Handler()
 handler.emit = lambda record: messages.append(record.getMessage())
 runner.logger.addHandler(handler)
-with warnings.catch_warnings(record=True) as caught:
+printed = io.StringIO()  # mmengine prints the key report when no logger is given
+with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(printed):
     warnings.simplefilter('always')
     runner.load_or_resume()
 print(json.dumps(dict(
@@ -36,10 +37,11 @@ print(json.dumps(dict(
     runner=type(runner).__name__,
     loader=[checkpoint.load_state_dict.__module__,
             checkpoint.CheckpointLoader.load_checkpoint.__func__.__module__],
-    safe_globals=sorted(map(str, torch.serialization.get_safe_globals())),
+    safe_globals=sorted(g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}'
+                        for g in torch.serialization.get_safe_globals()),
     tensors={k: hashlib.sha1(v.cpu().numpy().tobytes()).hexdigest()
              for k, v in runner.model.state_dict().items()},
-    messages=messages, warnings=[str(w.message) for w in caught])))
+    messages=messages + printed.getvalue().splitlines(), warnings=[str(w.message) for w in caught])))
 '''
 
 

@@ -13,8 +13,8 @@ from effdet_plugin.checkpoint import (
     LITE_STD,
     expected_preprocessing,
 )
+from effdet_plugin.checkpoint.preprocessing import checkpoint_preprocessing
 from effdet_plugin.engine.hooks import PretrainedInputCheckHook, pretrained_input_check_hook
-from effdet_plugin.engine.hooks.pretrained_input_check_hook import checkpoint_preprocessing
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / 'configs').rglob('*.py')

@@ -15,16 +15,17 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ...checkpoint.weights_check import NonFiniteWeightsError, non_finite_tensors
+from ...checkpoint.weights_check import (
+    NonFiniteWeightsError,
+    describe_non_finite,
+    non_finite_tensors,
+)
 
 LIKELY_CAUSES = (
     'Likely causes: (1) learning rate too high: lower optim_wrapper.optimizer.lr, lengthen the '
     'warmup or clip gradients (optim_wrapper.clip_grad=dict(max_norm=10)); (2) bad boxes or '
     'annotations: zero/negative width or height, boxes outside the image, wrong category ids; '
     '(3) fp16 overflow under --amp: train without --amp or in bfloat16.')
-
-
-_SHOWN = 8  # tensors named in a message
 
 
 class NonFiniteLossError(RuntimeError):
@@ -41,13 +42,10 @@ def check_finite_state(state_dicts: Mapping[str, Mapping], what: str) -> None:
     """
     bad = [(f'{prefix}:{key}', nan, inf, numel) for prefix, state in state_dicts.items()
            for key, nan, inf, numel in non_finite_tensors(state)]
-    if not bad:
-        return
-    listed = ', '.join(f'{k} ({nan} NaN, {inf} inf of {n})' for k, nan, inf, n in bad[:_SHOWN])
-    more = f' and {len(bad) - _SHOWN} more' if len(bad) > _SHOWN else ''
-    raise NonFiniteWeightsError(
-        f'{what}: {len(bad)} tensor(s) hold NaN/inf values: {listed}{more}. The training '
-        f'has diverged even if the loss looked finite. Training stopped. {LIKELY_CAUSES}')
+    if bad:
+        raise NonFiniteWeightsError(
+            f'{what}: {describe_non_finite(bad)}. The training has diverged even if the loss '
+            f'looked finite. Training stopped. {LIKELY_CAUSES}')
 
 
 def model_states(runner) -> Dict[str, Mapping]:
