@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from effdet_plugin.cli import check_dataset
 from effdet_plugin.datasets.checks import (
     AnchorLevel,
     AnchorSpec,
@@ -19,7 +20,6 @@ from effdet_plugin.datasets.checks import (
 )
 from effdet_plugin.datasets.checks.anchors import CANDIDATE_FACTORS
 from tests.data_helpers import shape_flags, write_shapes, write_small_shapes
-from tools.analysis import check_dataset
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 REPO = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from effdet_plugin.cli import check_dataset
 from effdet_plugin.cli.runner import load_config
 from effdet_plugin.datasets.checks import dataset_stats, format_stats, stats_warnings
 from tests.data_helpers import data_args, shape_flags, write_shapes
-from tools.analysis import check_dataset
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 
