@@ -1,5 +1,7 @@
-"""Deployment: ONNX export with in-graph NMS (:mod:`.onnx_export`), onnxruntime inference
-(:mod:`.onnxruntime_detector`) and mmdet-free preprocessing (:mod:`.preprocess`).
+"""Deployment: ONNX export with in-graph NMS (:mod:`.onnx_export`; the command behind
+``tools/deploy/export_onnx.py`` in :mod:`.export`), onnxruntime inference
+(:mod:`.onnxruntime_detector`), mmdet-free preprocessing (:mod:`.preprocess`) and the speed of
+a config's model (:mod:`.benchmark`, behind ``tools/benchmark.py``).
 
 Nothing here is imported by ``import effdet_plugin``: onnx and onnxruntime are only needed by
 those who deploy.

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tools.deploy import export_onnx as export_tool
+from effdet_plugin.deploy import export as export_tool
 
 REPO = Path(__file__).resolve().parents[2]
 # export + run takes ~8 s for the small ones on an idle 2-core machine, up to minutes for D7x;

@@ -1,9 +1,9 @@
-"""tools/benchmark.py on the tiny RetinaNet with 1 timed repeat."""
+"""Model speed (tools/benchmark.py) on the tiny RetinaNet with 1 timed repeat."""
 import json
 
 import pytest
 
-from tools import benchmark as bench
+from effdet_plugin.deploy import benchmark as bench
 
 
 def test_benchmark_numbers(tiny_det_cfg):
