@@ -1,6 +1,7 @@
 """Glue between tools/ and the package: argument parsing, data options, AMP, distributed setup,
-memory format and the work-dir lock. Only tools/ (and tests of this glue) import it; nothing
-inside models/, datasets/, checkpoint/ or engine/ may.
+memory format, the work-dir lock and the commands behind the tools that are neither a study
+nor deployment (test, check_dataset, weight conversion). tools/, studies/ and deploy/ (and
+tests) import it; nothing inside models/, datasets/, checkpoint/ or engine/ may.
 """
 from .amp import enable_amp
 from .dist import setup_cpu_distributed

@@ -100,8 +100,8 @@ def test_wrapped_model_converts_the_detector_inside(detector_and_batch):
 def test_tools_default_to_channels_last(tool, monkeypatch):
     import sys
 
+    from effdet_plugin.cli import evaluate as test_tool
     from tools import infer
-    from tools import test as test_tool
     argv = ['config.py', 'model.pth']
     if tool == 'infer':
         parse = infer.parse_args
