@@ -1,5 +1,3 @@
 _base_ = './_base_/effdet_coco.py'
-# EfficientDet-D0: EfficientNet-B0 backbone, BiFPN and head of D0, 512 input.
-from effdet_plugin.engine.variant_config import effdet_variant  # after _base_: not lazy
-
-globals().update(effdet_variant('d0', _base_))
+# EfficientDet-D0: EfficientNet-B0 -> BiFPN (64 ch x 3) -> class/box nets (3 layers), 512 px.
+# The base is D0; every other variant overrides what differs from it.

@@ -1,5 +1,7 @@
 _base_ = './effdet_b7_coco.py'
-# EfficientDet-D7x: D7 with an EfficientNet-B7 backbone and levels P3-P8.
-from effdet_plugin.engine.variant_config import effdet_variant  # after _base_: not lazy
-
-globals().update(effdet_variant('d7x', _base_))
+# EfficientDet-D7x: D7 with an EfficientNet-B7 backbone, levels P3-P8 and anchor scale 4.
+model = dict(
+    data_preprocessor=dict(pad_size_divisor=256),  # 2 ** max_level
+    backbone=dict(arch='b7'),
+    neck=dict(arch='d7x', in_channels=[80, 224, 640]),
+    bbox_head=dict(arch='d7x'))

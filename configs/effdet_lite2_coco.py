@@ -1,5 +1,12 @@
 _base_ = './_base_/effdet_lite_coco.py'
-# EfficientDet-Lite2: EfficientNet-Lite2 backbone (see the Lite base).
-from effdet_plugin.engine.variant_config import effdet_variant  # after _base_: not lazy
-
-globals().update(effdet_variant('lite2', _base_))
+# EfficientDet-Lite2: EfficientNet-Lite2 -> BiFPN (112 ch x 5, sum fusion) -> nets x3, 448 px.
+image_size = 448
+model = dict(
+    backbone=dict(arch='lite2'),
+    neck=dict(arch='lite2', in_channels=[48, 120, 352]),
+    bbox_head=dict(arch='lite2'))
+train_pipeline, test_pipeline = _base_.train_pipeline, _base_.test_pipeline
+# RandomResize, RandomCrop and Resize to the input size
+train_pipeline[2].scale = train_pipeline[3].crop_size = test_pipeline[1].scale = (image_size, ) * 2
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

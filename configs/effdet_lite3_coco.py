@@ -1,5 +1,7 @@
 _base_ = './_base_/effdet_lite_coco.py'
-# EfficientDet-Lite3: EfficientNet-Lite3 backbone (see the Lite base).
-from effdet_plugin.engine.variant_config import effdet_variant  # after _base_: not lazy
-
-globals().update(effdet_variant('lite3', _base_))
+# EfficientDet-Lite3: EfficientNet-Lite3 -> BiFPN (160 ch x 6, sum fusion) -> nets (4 layers),
+# 512 px: the base's input size.
+model = dict(
+    backbone=dict(arch='lite3'),
+    neck=dict(arch='lite3', in_channels=[48, 136, 384]),
+    bbox_head=dict(arch='lite3'))

@@ -1,7 +1,7 @@
 # Everything an EfficientDet COCO config shares: D0 model, COCO with large-scale jitter,
-# the official 300-epoch recipe (its EMA included). A variant config names its variant and
-# effdet_plugin.engine.variant_config.effdet_variant derives the rest from the scaling table:
-# backbone arch, neck in_channels, neck / head arch, input size of the pipelines, padding.
+# the official 300-epoch recipe (its EMA included). A variant config overrides what differs:
+# backbone arch, neck in_channels, neck / head arch, the pipelines' input size (and D7x the
+# padding); tests/configs checks each against the scaling table (docs/configs.md).
 _base_ = [
     './models/efficientdet_d0.py', './datasets/coco_detection_effdet.py',
     './schedules/effdet_300e.py', 'mmdet::_base_/default_runtime.py'

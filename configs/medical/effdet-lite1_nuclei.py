@@ -5,5 +5,5 @@ _base_ = './effdet-lite0_nuclei.py'
 model = dict(
     backbone=dict(arch='lite1',
                   init_cfg=dict(checkpoint='checkpoints/effnet_lite1_imagenet.pth')),
-    neck=dict(arch='lite1'),  # Lite1 keeps Lite0's stage widths: in_channels 40, 112, 320
+    neck=dict(arch='lite1', in_channels=[40, 112, 320]),  # Lite0's stage widths
     bbox_head=dict(arch='lite1'))

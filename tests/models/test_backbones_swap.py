@@ -1,5 +1,5 @@
 """configs/swap: stock mmdet detectors with EffNet as the backbone build, train a step and
-predict on the CPU; the pretrained checkpoint is used only when it exists."""
+predict on the CPU; the ImageNet weights load through the backbone's init_cfg."""
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ def test_all_four_detectors_present():
 def test_swap_config_trains_and_predicts(name):
     cfg = Config.fromfile(str(SWAP / name))
     assert cfg.model.backbone.type == 'EffNet' and 'depth' not in cfg.model.backbone
+    cfg.model.backbone.init_cfg = None  # random init: no ImageNet weights needed here
     model = MODELS.build(cfg.model)
     model.init_weights()
     backbone = model.backbone
@@ -60,10 +61,11 @@ def test_swap_config_trains_and_predicts(name):
         assert 'masks' in pred
 
 
-def test_checkpoint_used_only_when_present(tmp_path, monkeypatch):
+def test_checkpoint_loads_through_init_cfg(tmp_path, monkeypatch):
     name = 'retinanet_effnet-b0_fpn_1x_coco.py'
     monkeypatch.chdir(tmp_path)  # the config's checkpoint path is relative to the cwd
-    assert Config.fromfile(str(SWAP / name)).model.backbone.init_cfg is None
+    with pytest.raises(FileNotFoundError, match='efficientnet_b0_torchvision.pth'):
+        MODELS.build(Config.fromfile(str(SWAP / name)).model).init_weights()
 
     import torchvision
     result = convert_efficientnet(torchvision.models.efficientnet_b0().state_dict())

@@ -17,8 +17,6 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config
 
-import effdet_plugin  # noqa: F401  (registers the modules configs name)
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,9 +26,10 @@ def config_files(root: Path = REPO / 'configs') -> List[Path]:
 
 
 def resolve(path: Path) -> dict:
-    """The config as the tools see it, as plain JSON-able data."""
-    return json.loads(json.dumps(Config.fromfile(str(path)).to_dict(), sort_keys=True,
-                                 default=str))
+    """The config as the tools see it, as plain JSON-able data (configs are data: resolving
+    one imports no plugin code)."""
+    cfg = Config.fromfile(str(path), import_custom_modules=False)
+    return json.loads(json.dumps(cfg.to_dict(), sort_keys=True, default=str))
 
 
 def dump(out_dir: Path, root: Path = REPO / 'configs') -> Dict[str, dict]:

@@ -1,6 +1,6 @@
 # COCO detection with EfficientDet's large-scale jitter: resize by 0.1-2.0 of the input size,
-# crop to the input size. Variant configs set another input size on the resize / crop steps
-# (effdet_plugin.engine.variant_config), found by type.
+# crop to the input size. Variant configs set their input size on the resize / crop steps
+# (train_pipeline[2], [3] and test_pipeline[1]); tests/configs checks it by step type.
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
