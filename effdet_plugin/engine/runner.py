@@ -26,7 +26,7 @@ from typing import Callable, Optional, Union
 from mmengine.config import Config
 from mmengine.optim import OptimWrapperDict
 from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, RUNNERS, DefaultScope
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from torch import nn
 
@@ -44,6 +44,7 @@ from ..checkpoint.weights_check import (
     optimizer_mismatch_message,
     unwrap_model,
 )
+from .hooks.safe_checkpoint_hook import latest_checkpoint
 
 
 def resume_checkpoint_path(cfg: Config) -> Optional[str]:
@@ -51,7 +52,7 @@ def resume_checkpoint_path(cfg: Config) -> Optional[str]:
     ``load_from``, else the work dir's ``last_checkpoint`` (None: training starts anew)."""
     if not cfg.get('resume'):
         return None
-    return cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+    return cfg.get('load_from') or latest_checkpoint(cfg.work_dir)
 
 
 def _optimizer_for(model: nn.Module, optim_wrapper_cfg: dict):
@@ -137,6 +138,14 @@ class CheckedRunner(Runner):
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
+
+    def load_or_resume(self) -> None:
+        """mmengine's, with an auto-resume (``resume=True``, no ``load_from``) reading the work
+        dir's ``last_checkpoint`` as :class:`~.hooks.SafeCheckpointHook` writes it: relative to
+        the work dir (mmengine would take it relative to the current directory)."""
+        if self._resume and self._load_from is None and not self._has_loaded:
+            self._load_from = latest_checkpoint(self.work_dir)
+        super().load_or_resume()
 
     def resume(self, filename: str, *args, **kwargs) -> None:
         """mmengine's ``Runner.resume``, then check that the optimizer state fits."""

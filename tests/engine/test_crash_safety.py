@@ -50,7 +50,10 @@ def train(run_tool, cfg, tmp_path, *args, kill=None, disk_full=None, name='cfg.p
 
 
 def read_last_checkpoint(work_dir: Path) -> Path:
-    return Path((work_dir / 'last_checkpoint').read_text())
+    """The checkpoint last_checkpoint names: its file name, relative to the work dir."""
+    name = (work_dir / 'last_checkpoint').read_text()
+    assert name == Path(name).name, name
+    return work_dir / name
 
 
 def load(path: Path) -> dict:
@@ -74,7 +77,9 @@ def test_kill_during_checkpoint_save_keeps_previous_and_resumes(kill, tiny_det_c
     assert len(leftovers) == (1 if kill.startswith('rename') else 0)
     assert (work_dir / LOCK_NAME).exists()  # a kill cannot release the lock
 
-    resumed = train(run_tool, cfg, tmp_path, '--resume')
+    # the work dir moves (e.g. with its clone) before the run is resumed there
+    work_dir = work_dir.rename(tmp_path / 'moved')
+    resumed = train(run_tool, cfg, tmp_path, '--resume', '--work-dir', work_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'Taking over the stale lock' in resumed.stderr + resumed.stdout
     assert not (work_dir / LOCK_NAME).exists()

@@ -18,6 +18,8 @@ from mmengine.registry import HOOKS
 from ...checkpoint.atomic_io import DiskFullError, atomic_write, leftover_temp_files
 from .non_finite_loss_hook import check_finite_state
 
+LAST_CHECKPOINT = 'last_checkpoint'
+
 
 class _RuntimeInfo:
     """The message hub's runtime info entries selected by ``selected(key)``, to put back."""
@@ -40,7 +42,10 @@ class SafeCheckpointHook(CheckpointHook):
     - Every checkpoint is written to a temporary file in the same directory, flushed, fsynced
       and renamed into place (the ``'local_atomic'`` file backend of :mod:`..atomic_io`).
     - ``last_checkpoint`` is rewritten, atomically as well, only once the new file is
-      complete; outdated checkpoints (``max_keep_ckpts``) and the previous ``best_*.pth`` are
+      complete. It names the file relative to the work dir, so that a work dir (or the clone
+      holding it) still resumes after a move: read it with :func:`latest_checkpoint`
+      (mmengine's ``find_latest_checkpoint`` would take the name relative to the current
+      directory). Outdated checkpoints (``max_keep_ckpts``) and the previous ``best_*.pth`` are
       deleted only after that.
     - A checkpoint whose weights or buffers (BatchNorm statistics, the EMA copy) hold NaN/inf
       is not written: :class:`~..weights_check.NonFiniteWeightsError` names the tensors and
@@ -176,9 +181,29 @@ class SafeCheckpointHook(CheckpointHook):
         self.last_ckpt = ckpt_path
         if not is_main_process():
             return
-        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        atomic_write(osp.join(runner.work_dir, LAST_CHECKPOINT),
+                     _name_in(runner.work_dir, self.last_ckpt))
         for path in outdated:
             self._remove(path)
+
+
+def _name_in(work_dir: str, path: str) -> str:
+    """``path`` relative to ``work_dir`` when it lies inside it, else as it is."""
+    if '://' in path:
+        return path
+    relative = osp.relpath(path, work_dir)
+    return path if relative.startswith('..') else relative
+
+
+def latest_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``<work_dir>/last_checkpoint`` names (a name relative to the work dir,
+    as :class:`SafeCheckpointHook` writes it, or an absolute path, as mmengine's
+    ``CheckpointHook`` does), or None when there is no such file."""
+    path = osp.join(work_dir, LAST_CHECKPOINT)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return osp.join(work_dir, f.read().strip())  # an absolute name stays as it is
 
 
 def use_safe_checkpoint_hook(cfg) -> None:
