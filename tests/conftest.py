@@ -291,3 +291,20 @@ def log_messages(logger: Optional[logging.Logger] = None,
         yield handler.messages
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.fixture(scope='session')
+def trained_demo(tmp_path_factory, run_tool) -> SimpleNamespace:
+    """``scripts/demo.sh`` run once per session into a temporary work dir (``DEMO_FORCE=1``:
+    trained anew; the data and ImageNet weights it prepares under data/ and checkpoints/ are
+    reused): ``work_dir``, ``checkpoint`` (the one last_checkpoint names), ``proc``.
+
+    Trains 400 iterations of EfficientDet-Lite0 (about 4 min on 2 idle cores): slow tests only,
+    each with a timeout that covers it.
+    """
+    work_dir = tmp_path_factory.mktemp('demo') / 'work_dir'
+    proc = run_tool('scripts/demo.sh', env=dict(DEMO_WORK_DIR=str(work_dir), DEMO_FORCE='1'),
+                    timeout=3000)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    name = (work_dir / 'last_checkpoint').read_text().strip()
+    return SimpleNamespace(work_dir=work_dir, checkpoint=work_dir / Path(name).name, proc=proc)

@@ -53,6 +53,7 @@ def test_failed_step_stops_with_one_message(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3900)  # the build itself is given 3600 s (11-20 min on 2 idle cores)
 def test_full_source_build_runs_nms(tmp_path):
     """Compile mmcv 2.1.0 from the sdist into a temp cache and run mmcv.ops.nms from it."""
     proc = _run_setup('--full-source-build', tmp_path, timeout=3600)

@@ -48,7 +48,7 @@ def test_test_and_infer_follow_the_data_options(tmp_path):
     from effdet_plugin.cli.runner import load_config
     register_all_modules()
     root = tmp_path / 'shapes'
-    write_shapes_coco(root, num_train=2, num_val=2)
+    write_shapes_coco(root, num_train=2, num_val=2, size=(320, 256))  # small: random weights
     parser = argparse.ArgumentParser()
     add_data_args(parser)
     cfg = load_config(CONFIG, data_args=parser.parse_args(_data_flags(root)))
@@ -70,19 +70,24 @@ def test_test_and_infer_follow_the_data_options(tmp_path):
     assert {d['class_name'] for dets in report.values() for d in dets} <= {'disc', 'square'}
 
 
+# Measured: bbox AP 0.935 (docs/own_data.md: make_shapes defaults, 400 iterations).
+MIN_AP = 0.85
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_recipe_trains_tests_and_infers_on_own_data(tmp_path):
+    """docs/own_data.md recipe (a) as written: make_shapes.py's data (16 + 4 images), the demo
+    config's schedule (400 iterations) from the ImageNet Lite0 weights; the AP of the best
+    checkpoint on the test split must reach the recipe's floor."""
     from effdet_plugin.checkpoint import convert_lite_package
     root = tmp_path / 'shapes'
-    write_shapes_coco(root, num_train=16, num_val=4)
+    write_shapes_coco(root)
     imagenet = tmp_path / 'lite0_imagenet.pth'
     convert_lite_package(str(imagenet))
     work = tmp_path / 'work'
-    iters = 160
     _run('tools/train.py', CONFIG, '--work-dir', work, *_data_flags(root), '--cfg-options',
-         f'model.backbone.init_cfg.checkpoint={imagenet}', f'train_cfg.max_iters={iters}',
-         f'train_cfg.val_interval={iters // 2}', f'default_hooks.checkpoint.interval={iters // 2}',
-         timeout=1800)
+         f'model.backbone.init_cfg.checkpoint={imagenet}', timeout=3000)
     best, = work.glob('best_coco_bbox_mAP_iter_*.pth')
 
     # the work dir's config names the data: no options needed any more
@@ -90,7 +95,8 @@ def test_recipe_trains_tests_and_infers_on_own_data(tmp_path):
     out = _run('tools/test.py', config, best, '--work-dir', work / 'test')
     assert f'test={root}/annotations/val.json' in out
     ap = float(re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1))
-    assert ap > 0.3, out[-3000:]
+    print(f'own-data recipe: bbox AP {ap:.3f} ({best.name})')
+    assert ap >= MIN_AP, out[-3000:]
 
     _run('tools/infer.py', config, best, '--out-dir', work / 'pred', '--score-thr', '0.5')
     report = json.loads((work / 'pred' / 'detections.json').read_text())
