@@ -300,7 +300,10 @@ class EffDetHead(AnchorHead):
 
     def _bbox_post_process(self, results: InstanceData, cfg: ConfigDict, *args,
                            **kwargs) -> InstanceData:
-        """mmdet's post-processing, on the CPU when mmcv lacks its CUDA NMS kernel."""
+        """mmdet's post-processing in float32 (mmcv's soft-NMS kernel takes nothing else: an
+        fp16 / bf16 autocast evaluation stopped there), on the CPU when mmcv lacks its CUDA NMS
+        kernel."""
+        results.bboxes, results.scores = results.bboxes.float(), results.scores.float()
         if self.mmcv_fallback and results.bboxes.is_cuda:
             device = results.bboxes.device
             return super()._bbox_post_process(results.cpu(), cfg, *args, **kwargs).to(device)
