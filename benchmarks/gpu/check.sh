@@ -22,12 +22,17 @@ if [[ "$MODE" == --rehearse ]]; then
   # everything from here on without network: the GPU machine has none
   if [[ "${EFFDET_CHECK_OFFLINE:-}" != 1 ]] && unshare -n true 2>/dev/null; then
     say "rehearsal: $PY, network cut (unshare -n)"
-    exec env EFFDET_CHECK_OFFLINE=1 PYTHON="$PY" OUT="$OUT" unshare -n bash "$0" "$BUNDLE" --offline-rehearse
+    # a new network namespace has only a loopback device, down: dist_train.sh's rendezvous needs it
+    exec env EFFDET_CHECK_OFFLINE=1 PYTHON="$PY" OUT="$OUT" unshare -n \
+      bash -c 'ip link set lo up && exec bash "$0" "$1" --offline-rehearse' "$0" "$BUNDLE"
   fi
   say "rehearsal: $PY (unshare unavailable: network not cut)"
   MODE=--offline-rehearse
 fi
 PY="${PYTHON:-python3}"
+# nproc obeys OMP_NUM_THREADS: the build wants every core
+NPROC="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
+export NO_ALBUMENTATIONS_UPDATE=1  # albumentations asks the network for a newer version otherwise
 "$PY" -c 'import sys, torch; print("[check] python", sys.version.split()[0], "torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")'
 
 TARGET="${EFFDET_CHECK_TARGET:-$(mktemp -d /tmp/effdet_gpu_check.XXXXXX)}"
@@ -40,7 +45,7 @@ export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}" PATH="$SITE/bin:$PATH
 # mmcv: CUDA kernels for this GPU's arch when nvcc is at hand, CPU kernels otherwise
 mkdir -p "$TARGET/mmcv"
 tar -xzf "$BUNDLE"/mmcv/mmcv-*-patched.tar.gz -C "$TARGET/mmcv"
-build_env=(MAX_JOBS="$(nproc)" MMCV_WITH_OPS=1)
+build_env=(MAX_JOBS="$NPROC" MMCV_WITH_OPS=1)
 if "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   if command -v nvcc >/dev/null 2>&1 || [[ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]]; then
     arch="$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')"
@@ -60,7 +65,7 @@ build_mmcv() {
     --no-deps --no-build-isolation -w "$TARGET/mmcv/dist" "$TARGET"/mmcv/mmcv-*/ \
     >> "$OUT/mmcv_build.log" 2>&1
 }
-say "building mmcv ($build, $(nproc) jobs; log $OUT/mmcv_build.log)"
+say "building mmcv ($build, $NPROC jobs; log $OUT/mmcv_build.log)"
 : > "$OUT/mmcv_build.log"
 build_start=$SECONDS
 limit=900  # a CUDA build that is not done in 5 minutes gives way to the CPU build + fallback
@@ -71,10 +76,10 @@ if ! build_mmcv "$limit" "${build_env[@]}"; then
   # GPU time is scarce: go on with CPU kernels and the PyTorch fallback rather than stop
   say "the CUDA build failed or ran out of time: building the CPU ops (the fallback covers CUDA tensors)"
   build="CPU ops after a failed CUDA build (fallback)"
-  build_mmcv 600 MAX_JOBS="$(nproc)" MMCV_WITH_OPS=1 FORCE_CUDA=0 CUDA_VISIBLE_DEVICES= \
+  build_mmcv 600 MAX_JOBS="$NPROC" MMCV_WITH_OPS=1 FORCE_CUDA=0 CUDA_VISIBLE_DEVICES= \
     || { tail -n 20 "$OUT/mmcv_build.log"; say "ERROR: mmcv build failed (log $OUT/mmcv_build.log)"; exit 1; }
 fi
-build="$build, $(( SECONDS - build_start )) s on $(nproc) cores"
+build="$build, $(( SECONDS - build_start )) s on $NPROC cores"
 "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$SITE" \
   "$TARGET"/mmcv/dist/mmcv-*.whl
 say "mmcv built: $build"

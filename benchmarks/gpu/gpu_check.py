@@ -56,6 +56,14 @@ class Report:
         return all(r['ok'] for r in self.rows)
 
 
+def failure(proc: subprocess.CompletedProcess) -> RuntimeError:
+    """The error a tool stopped with: its last line that names one, else its last line."""
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    named = [line for line in lines if 'error' in line.lower() and 'Warning' not in line]
+    return RuntimeError((named or lines or ['no output'])[-1].strip() +
+                        f' (exit {proc.returncode})\n' + '\n'.join(lines[-40:]))
+
+
 def run(cmd, timeout: int, **kwargs) -> subprocess.CompletedProcess:
     env = dict(os.environ, **kwargs.pop('env', {}))
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
@@ -128,14 +136,16 @@ def demo(device: str, iters: int):
                     '--cfg-options', *options], timeout=600)
         wall = time.perf_counter() - start
         if proc.returncode:
-            raise RuntimeError(proc.stderr[-1500:])
+            raise failure(proc)
         ckpt = (work / 'last_checkpoint').read_text().strip()
+        if not Path(ckpt).is_file():  # written relative to the work dir
+            ckpt = str(work / ckpt)
         aps = {}
         for name, extra in (('fp32', []), ('fp16', ['--cfg-options', 'test_cfg.fp16=True'])):
             test = run([sys.executable, 'tools/test.py', DEMO, ckpt, '--work-dir',
                         str(work / f'test_{name}'), *extra], timeout=300)
             if test.returncode:
-                raise RuntimeError(test.stderr[-1500:])
+                raise failure(test)
             aps[name] = ap_of(test.stdout + test.stderr)
         gap = abs(aps['fp32'] - aps['fp16'])
         ok = gap <= 0.005 and (iters < 400 or aps['fp32'] > 0)
@@ -153,7 +163,7 @@ def dist_train(device: str):
             options.append('sync_bn=torch')  # mmengine converts every BN to SyncBatchNorm
         proc = run(['bash', 'tools/dist_train.sh', DEMO, '1', '--amp', '--work-dir',
                     str(REPO / 'work_dirs' / 'gpu_check_dist'), '--cfg-options', *options],
-                   timeout=300, env=dict(PYTHON=sys.executable, PORT='29511'))
+                   timeout=180, env=dict(PYTHON=sys.executable, PORT='29511'))
         out = proc.stdout + proc.stderr
         backend = 'nccl' if device == 'cuda' else 'gloo'
         sync = 'SyncBN' if device == 'cuda' else 'BN (SyncBN needs CUDA)'
