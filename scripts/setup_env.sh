@@ -134,11 +134,27 @@ cuda_build() {
 # version are installed from PyPI into the cache (torch's own nvidia-* packages bring the
 # cuBLAS/cuSPARSE/cuSOLVER headers that ATen includes).
 ensure_nvcc() {
-  local logfile="$1" cuda tk nvcc inc
-  if [[ -n "${CUDA_HOME:-}" && -x "$CUDA_HOME/bin/nvcc" ]]; then return 0; fi
-  if command -v nvcc >/dev/null 2>&1; then
-    CUDA_HOME="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"; export CUDA_HOME; return 0
+  local logfile="$1" nvcc
+  if [[ -n "${CUDA_HOME:-}" && -x "$CUDA_HOME/bin/nvcc" ]]; then :
+  elif command -v nvcc >/dev/null 2>&1; then
+    # a wrapper script (exec /usr/local/cuda-X/bin/nvcc "$@") resolves to the toolkit it names
+    nvcc="$(readlink -f "$(command -v nvcc)")"
+    if [[ "$(head -c 2 "$nvcc")" == '#!' ]]; then
+      nvcc="$(grep -o '/[^ "]*/bin/nvcc' "$nvcc" | head -n 1)"
+    fi
+    CUDA_HOME="$(dirname "$(dirname "$nvcc")")"
+  else
+    install_nvcc "$logfile"
   fi
+  cuda_headers_from_torch
+  export CUDA_HOME
+  log "CUDA_HOME=$CUDA_HOME (nvcc $("$CUDA_HOME/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
+}
+
+# install_nvcc LOGFILE: nvcc, the CUDA runtime and CCCL of torch's CUDA version from PyPI into the
+# cache; sets CUDA_HOME.
+install_nvcc() {
+  local logfile="$1" cuda tk nvcc
   cuda="$("$VPY" -c 'import torch; print(torch.version.cuda or "")')"
   [[ -n "$cuda" ]] || { log "ERROR: a CUDA build was asked for, but torch $("$VPY" -c 'import torch; print(torch.__version__)') is a CPU build"; exit 1; }
   tk="$(dirname "$CACHE_DIR")/cuda-$cuda"
@@ -155,9 +171,16 @@ ensure_nvcc() {
   # torch's extension builder links $CUDA_HOME/lib64/libcudart.so; the wheels ship lib/libcudart.so.N
   [[ -e "$CUDA_HOME/lib64" ]] || ln -s lib "$CUDA_HOME/lib64"
   [[ -e "$CUDA_HOME/lib/libcudart.so" ]] || ln -s "$(basename "$(ls "$CUDA_HOME"/lib/libcudart.so.* | head -n 1)")" "$CUDA_HOME/lib/libcudart.so"
-  inc="$("$VPY" -c 'import glob, os, nvidia; print(":".join(p for d in nvidia.__path__ for p in glob.glob(os.path.join(d, "*", "include")) if glob.glob(os.path.join(p, "cublas*.h"))))' 2>/dev/null || true)"
-  export CUDA_HOME CPATH="${inc:+$inc:}${CPATH:-}"
-  log "CUDA_HOME=$CUDA_HOME (nvcc $("$CUDA_HOME/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
+}
+
+# ATen's CUDA headers include cuBLAS / cuSPARSE / cuSOLVER headers, which a toolkit of nvcc alone
+# lacks: torch's own nvidia-* packages carry them. Adds their include folders to CPATH.
+cuda_headers_from_torch() {
+  local inc
+  [[ -f "$CUDA_HOME/include/cusparse.h" ]] && return 0
+  inc="$("$VPY" -c 'import glob, os, nvidia; print(":".join(p for d in nvidia.__path__ for p in glob.glob(os.path.join(d, "*", "include")) if glob.glob(os.path.join(p, "cusparse.h"))))' 2>/dev/null || true)"
+  [[ -n "$inc" ]] || { log "ERROR: no cusparse.h in $CUDA_HOME/include nor in torch's nvidia-* packages: install the CUDA toolkit's math library headers"; exit 1; }
+  export CPATH="$inc${CPATH:+:$CPATH}"
 }
 
 # prepare_mmcv_source WORKDIR LOGFILE: fetch mmcv's sdist, unpack it, apply the C++20 patch.
@@ -242,7 +265,7 @@ cuda_kernels_report() {
   "$tool" --list-elf "$so" | sed 's/^/[setup]   /' >&2
   log "CUDA kernels for nms / roi_align / sigmoid focal loss (cuobjdump --dump-elf-symbols, demangled):"
   "$tool" --dump-elf-symbols "$so" | grep -oE '_Z[0-9A-Za-z_]*(nms|roi_align|sigmoid_focal_loss)[0-9A-Za-z_]*' \
-    | sort -u | c++filt | sed 's/(.*//' | sort | uniq -c | sed 's/^/[setup]   /' >&2
+    | sort -u | c++filt | grep -v '_INTERNAL_' | sed 's/(.*//' | sort -u | sed 's/^/[setup]   /' >&2
 }
 
 if [[ "$MODE" == --full-source-build ]]; then
