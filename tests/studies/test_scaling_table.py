@@ -41,6 +41,7 @@ def test_table_rows_and_markdown(tool, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the tool itself is given 1200 s
 def test_full_table(run_tool):
     proc = run_tool('tools/analysis/scaling_table.py', '--markdown', timeout=1200)
     assert proc.returncode == 0, proc.stderr

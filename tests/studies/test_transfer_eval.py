@@ -312,6 +312,7 @@ def test_cli_runs_all_four_starting_points_at_tiny_scale(tiny_nuclei, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 4 trainings of 100 iterations
 @pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::UserWarning')
 def test_nuclei_comparison_learns_and_reports_a_paired_interval(tmp_path):
     """data/nuclei, 2 seeds x 100 iterations of imagenet and scratch (about 10 min on 2 cores):

@@ -27,6 +27,7 @@ def _run(*argv, timeout=1800):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two trainings of 200 iterations
 def test_following_the_warning_raises_ap(tmp_path):
     from effdet_plugin.checkpoint import convert_lite_package
     root = tmp_path / 'small_shapes'
