@@ -1,7 +1,7 @@
 # The official EfficientDet recipe: SGD momentum 0.9, weight decay 4e-5 (none on norm and bias),
 # 1-epoch linear warmup then cosine decay, 300 epochs, EMA 0.9998, gradient clipping at 10.
 # lr 0.16 is the official value for a global batch of 128 (8 GPUs x 16 images, the default
-# here); with another total batch pass --auto-scale-lr to rescale it linearly.
+# here); with another total batch tools/train.py rescales it linearly (--no-auto-scale-lr: not).
 max_epochs = 300
 base_lr = 0.16
 
