@@ -165,6 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import effdet_plugin  # noqa: F401  (registers our components)
     from effdet_plugin import cli
     from effdet_plugin.cli.data_options import apply_data_options
+    from effdet_plugin.cli.drawing import boxes_only, labels_hide_objects
     from effdet_plugin.cli.memory_format import set_memory_format
 
     cfg = Config.fromfile(args.config)
@@ -182,6 +183,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if not args.onnx:
             sys.exit('error: --backend onnxruntime needs --onnx FILE.onnx '
                      '(made by tools/deploy/export_onnx.py)')
+        if data.get('img_scale_factor', 1.0) != 1.0:  # the file resizes as it was exported
+            sys.exit(f"error: --backend onnxruntime does not apply img_scale_factor="
+                     f"{data['img_scale_factor']:g}; use --backend pytorch")
         model = OnnxRuntimeDetector(args.onnx)
     else:
         with cli.exit_on_weights_error():  # unreadable, unfit or NaN: one error line
@@ -215,9 +219,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             result = model.predict_datasample(img)
         else:
             result = inference_detector(model, img, test_pipeline=test_pipeline)
-        visualizer.add_datasample(
-            names[path], img[..., ::-1], data_sample=result, draw_gt=False, show=False,
-            pred_score_thr=args.score_thr, out_file=osp.join(args.out_dir, names[path]))
+        with boxes_only(visualizer, labels_hide_objects(result, classes, args.score_thr)):
+            visualizer.add_datasample(
+                names[path], img[..., ::-1], data_sample=result, draw_gt=False, show=False,
+                pred_score_thr=args.score_thr, out_file=osp.join(args.out_dir, names[path]))
         report[path] = detections_to_json(result, classes)
         pixels = semantic_pixels(result)
         if pixels is not None:
