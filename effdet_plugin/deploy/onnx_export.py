@@ -1,12 +1,12 @@
 """ONNX export of EfficientDet detectors with anchor decoding and hard NMS in the graph.
 
 :class:`EffDetExportModel` wraps a built detector: image batch in, fixed-size detections out
-(or the raw maps, or ``seg_logits``). Its post-processing repeats
-``EffDetHead._predict_by_feat_single`` in batched tensor ops that the TorchScript ONNX
-exporter can trace (any batch size): candidates by a top-k over the logits (``nms_pre`` per
-level or per image, as ``test_cfg.nms_pre_scope`` says), ``score_thr``, mmdet's box decoding
-clipped to the input, ``min_bbox_size``, ONNX ``NonMaxSuppression`` per class and the
-``max_per_img`` best.
+(or the raw maps, or ``seg_logits``). Its post-processing traces the head's own anchors
+(``prior_generator.grid_priors``), candidate selection and box decoding
+(``EffDetHead.decode_candidates`` in its static-shape form: ``nms_pre`` per level or per image,
+scores at or below ``score_thr`` set to 0, boxes clipped to the input), then adds what only the
+graph needs: ``min_bbox_size`` as a mask, ONNX ``NonMaxSuppression`` per class and the
+``max_per_img`` best, for any batch size.
 
 Height and width can be dynamic too (``dynamic_hw``): the anchor grid is computed from the
 maps' shapes in the graph, and TF-"SAME" padding layers are traced with the constant padding
@@ -27,10 +27,9 @@ from mmcv.ops import batched_nms
 from mmengine.logging import print_log
 from torch import Tensor
 
+from ..models.dense_heads import EffDetHead
 from ..models.necks.bifpn_layers import MaxPool2dSame
 
-# Logit of the padding candidates: its sigmoid is exactly 0 in float32, below any score_thr.
-PAD_LOGIT = -1e4
 DETECTION_OUTPUTS = ('boxes', 'scores', 'labels')
 
 
@@ -164,22 +163,15 @@ class EffDetExportModel(nn.Module):
                              'seg_head: nothing to export')
         if self.bbox_head is not None:
             head = self.bbox_head
-            if not getattr(head, 'use_sigmoid_cls', False) or not hasattr(head, 'prior_generator'):
-                raise ValueError(f'{type(head).__name__} is not an anchor head with sigmoid '
-                                 'classes (EffDetHead): its post-processing is not exportable')
+            if not isinstance(head, EffDetHead) or not head.use_sigmoid_cls:
+                raise ValueError(f'{type(head).__name__} is not an EffDetHead with sigmoid '
+                                 'classes: its post-processing is not exportable')
             cfg = head.test_cfg
-            self.num_classes = head.cls_out_channels
-            self.num_anchors = head.num_base_priors
             self.nms_pre = int(cfg.get('nms_pre', -1))
-            self.nms_pre_scope = cfg.get('nms_pre_scope', 'level')
             self.score_thr = float(cfg.get('score_thr', 0.0))
             self.min_bbox_size = cfg.get('min_bbox_size', -1)
             self.max_per_img = int(cfg.get('max_per_img', 100))
             self.iou_thr = hard_nms_iou(cfg.get('nms', dict(type='nms'))) if with_nms else None
-            generator = head.prior_generator
-            self.strides = [tuple(float(s) for s in stride) for stride in generator.strides]
-            for i, anchors in enumerate(generator.base_anchors):
-                self.register_buffer(f'base_anchors_{i}', anchors.clone(), persistent=False)
 
     @property
     def output_names(self) -> List[str]:
@@ -210,71 +202,24 @@ class EffDetExportModel(nn.Module):
                                                  img.shape[-2:]))
         return tuple(outputs)
 
-    def _level_candidates(self, cls_score: Tensor, bbox_pred: Tensor,
-                          level: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """Logits ``(B, N * C)`` (prior-major), deltas ``(B, N, 4)`` and priors ``(N, 4)`` of
-        a level, in mmdet's prior order ``location * A + anchor``."""
-        batch = cls_score.shape[0]
-        logits = cls_score.permute(0, 2, 3, 1).reshape(batch, -1)
-        deltas = bbox_pred.permute(0, 2, 3, 1).reshape(batch, -1, 4)
-        # the anchor grid from the map itself, so that any input size traces
-        height, width = cls_score.shape[-2:]
-        stride_w, stride_h = self.strides[level]
-        xs = torch.arange(width, dtype=cls_score.dtype, device=cls_score.device) * stride_w
-        ys = torch.arange(height, dtype=cls_score.dtype, device=cls_score.device) * stride_h
-        ys, xs = torch.meshgrid(ys, xs, indexing='ij')
-        shifts = torch.stack([xs, ys, xs, ys], dim=-1).reshape(-1, 1, 4)
-        priors = (shifts + getattr(self, f'base_anchors_{level}')[None]).reshape(-1, 4)
-        return logits, deltas, priors
-
-    def _topk(self, logits: Tensor, deltas: Tensor, priors: Tensor,
-              k: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The ``k`` best logits ``(B, k)``, their labels, deltas and priors; ``k <= 0``
-        keeps them all. Padding priors with zero scores make a small input hold ``k``."""
-        if k <= 0:
-            k = logits.shape[1]
-        else:
-            pad = -(-k // self.num_classes)
-            logits = torch.cat([logits, logits.new_full((1, 1), PAD_LOGIT).expand(
-                logits.shape[0], pad * self.num_classes)], dim=1)
-            deltas = torch.cat([deltas, deltas.new_zeros((1, 1, 4)).expand(
-                deltas.shape[0], pad, 4)], dim=1)
-            priors = torch.cat([priors, priors.new_zeros((pad, 4))])
-        logits, index = logits.topk(k, dim=1)
-        prior_index = torch.div(index, self.num_classes, rounding_mode='floor')
-        labels = index - prior_index * self.num_classes
-        deltas = deltas.gather(1, prior_index[..., None].expand(-1, -1, 4))
-        return logits, labels, deltas, priors[prior_index]
-
     def detect(self, img: Tensor, cls_scores: Sequence[Tensor],
                bbox_preds: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         """``boxes`` ``(B, K, 4)``, ``scores`` ``(B, K)`` and ``labels`` ``(B, K)`` with
         ``K = max_per_img``; rows beyond the detections have score 0 and label -1."""
-        levels = [self._level_candidates(c, b, i)
-                  for i, (c, b) in enumerate(zip(cls_scores, bbox_preds))]
-        if self.nms_pre_scope == 'image':
-            logits, labels, deltas, priors = self._topk(
-                torch.cat([lvl[0] for lvl in levels], dim=1),
-                torch.cat([lvl[1] for lvl in levels], dim=1),
-                torch.cat([lvl[2] for lvl in levels]), self.nms_pre)
-        elif self.nms_pre_scope == 'level':
-            picked = [self._topk(*lvl, self.nms_pre) for lvl in levels]
-            logits, labels, deltas, priors = (torch.cat(parts, dim=1) for parts in zip(*picked))
-        else:
-            raise ValueError(f"test_cfg.nms_pre_scope must be 'level' or 'image', got "
-                             f'{self.nms_pre_scope!r}')
-        batch, num = logits.shape
-        scores = logits.sigmoid()
-        boxes = self.bbox_head.bbox_coder.decode(
-            priors.reshape(-1, 4), deltas.reshape(-1, 4)).reshape(batch, num, 4)
-        size = torch._shape_as_tensor(img)[[3, 2, 3, 2]].to(boxes.dtype)
-        boxes = torch.max(torch.min(boxes, size), torch.zeros_like(size))
-        valid = scores > self.score_thr
+        head = self.bbox_head
+        # the anchor grid from the maps themselves, so that any input size traces
+        priors = head.prior_generator.grid_priors(
+            [cls_score.shape[-2:] for cls_score in cls_scores], dtype=cls_scores[0].dtype,
+            device=cls_scores[0].device)
+        size = torch._shape_as_tensor(img)[2:].to(cls_scores[0].dtype)
+        scores, labels, boxes = head.decode_candidates(cls_scores, bbox_preds, priors, size,
+                                                       static_shape=True)
+        batch, num = scores.shape
         if self.min_bbox_size >= 0:  # mmdet's _bbox_post_process drops these before NMS
             wh = boxes[..., 2:] - boxes[..., :2]
-            valid = valid & (wh > self.min_bbox_size).all(dim=-1)
-        scores = torch.where(valid, scores, torch.zeros_like(scores))
-        classes = torch.arange(self.num_classes, device=labels.device)
+            valid = (wh > self.min_bbox_size).all(dim=-1)
+            scores = torch.where(valid, scores, torch.zeros_like(scores))
+        classes = torch.arange(head.cls_out_channels, device=labels.device)
         class_scores = torch.where(labels[:, None] == classes[None, :, None], scores[:, None],
                                    torch.zeros_like(scores[:, None]))
         # a constant of the graph: k is fixed unless nms_pre <= 0 (then shapes are static)
