@@ -101,7 +101,7 @@ def test_tools_default_to_channels_last(tool, monkeypatch):
     import sys
 
     from effdet_plugin.cli import evaluate as test_tool
-    from tools import infer
+    from effdet_plugin.deploy import infer
     argv = ['config.py', 'model.pth']
     if tool == 'infer':
         parse = infer.parse_args

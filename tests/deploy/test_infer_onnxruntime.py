@@ -8,10 +8,9 @@ import pytest
 import torch
 from mmdet.structures.bbox import bbox_overlaps
 
-from effdet_plugin.deploy import preprocess
+from effdet_plugin.deploy import infer, preprocess
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
 from effdet_plugin.deploy.random_weights import realistic_random_detector
-from tools import infer
 
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
 

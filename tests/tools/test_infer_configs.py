@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tools import infer
+from effdet_plugin.deploy import infer
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / 'configs').rglob('*.py')
