@@ -58,6 +58,9 @@ def evaluate(cfg: Config, checkpoint: str, work_dir: str) -> Dict[str, float]:
     cfg = copy.deepcopy(cfg)
     cfg.update(load_from=checkpoint, resume=False, work_dir=work_dir, log_level='WARNING',
                experiment_name=f'eval_{osp.basename(work_dir)}_{time.strftime("%H%M%S")}')
+    if cfg.get('default_hooks', {}).get('checkpoint') is not None:
+        # validation alone: no "best" checkpoint to keep (the hook saves one only in training)
+        cfg.default_hooks.checkpoint.save_best = None
     from ..cli import build_runner  # the tools' checked Runner
     metrics = build_runner(cfg).val()
     return {k: float(v) for k, v in metrics.items()}

@@ -28,6 +28,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# Under pytest-xdist (make test) the training child inherits the worker's signal handling and
+# hung: run in the serial slow tier until that is fixed.
+@pytest.mark.slow
 @pytest.mark.parametrize('sig, said', [(signal.SIGINT, 'Ctrl-C (SIGINT)'),
                                        (signal.SIGTERM, 'SIGTERM')])
 def test_signal_leaves_no_worker_behind(sig, said, tiny_det_cfg, tmp_path):
