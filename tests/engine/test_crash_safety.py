@@ -274,3 +274,17 @@ def test_previous_best_deleted_only_after_new_best_is_written(tiny_det_cfg, tmp_
     monkeypatch.setattr(torch, 'save', save)
     hook._save_best_checkpoint(runner, {'acc': 0.8})
     assert sorted(p.name for p in first_best.parent.glob('*.pth')) == ['best_acc_iter_3.pth']
+
+
+@pytest.mark.parametrize('save_best', [None, 'coco/bbox_mAP'])
+def test_validation_alone_with_the_checkpoint_hook(save_best, tiny_det_cfg):
+    """``Runner.val()`` outside training (the SE study evaluates pruned models so) runs the
+    hook's after_val_epoch without before_train: nothing to save, and no crash."""
+    import effdet_plugin  # noqa: F401
+    from effdet_plugin.cli import build_runner
+    cfg = tiny_det_cfg(with_val=True)
+    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook', interval=1,
+                                        save_best=save_best, rule='greater')
+    metrics = build_runner(cfg).val()
+    assert 'coco/bbox_mAP' in metrics
+    assert not list((Path(cfg.work_dir)).glob('*.pth'))

@@ -120,6 +120,8 @@ class SafeCheckpointHook(CheckpointHook):
     def _save_best_checkpoint(self, runner, metrics) -> None:
         """CheckpointHook's logic, with the previous best deleted after the new one is written
         (CheckpointHook deletes it first)."""
+        if not self.save_best or not hasattr(self, 'file_backend'):
+            return  # no best to keep, or validation outside training (before_train not run)
         self._deferred = []
         saved_info = _RuntimeInfo(runner.message_hub, lambda key: key.startswith('best_'))
         saved_paths = (getattr(self, 'best_ckpt_path', None),
