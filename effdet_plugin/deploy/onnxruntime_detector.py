@@ -1,6 +1,6 @@
 """Run an exported EfficientDet with onnxruntime: image in, detections in image pixels out."""
 import json
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -36,24 +36,48 @@ class OnnxRuntimeDetector:
         self.dataset_meta = dict(classes=tuple(self.classes or ()))
         self.input_name = self.session.get_inputs()[0].name
 
+    @property
+    def fixed_batch(self) -> Optional[int]:
+        """The file's batch size when it was fixed at export (no ``--dynamic``), else None."""
+        size = self.session.get_inputs()[0].shape[0]
+        return size if isinstance(size, int) else None
+
     def __call__(self, img: np.ndarray) -> Dict[str, np.ndarray]:
         """Detections of one BGR ``uint8`` image: ``boxes`` ``(n, 4)`` x1, y1, x2, y2 in the
         image's pixels, ``scores`` ``(n, )`` (descending), ``labels`` ``(n, )``."""
         batch, meta = preprocess(img, **self.preprocess_args)
-        boxes, scores, labels = self.session.run(
-            ['boxes', 'scores', 'labels'], {self.input_name: batch})
-        boxes, scores, labels = postprocess(boxes[0], scores[0], labels[0], meta)
-        return dict(boxes=boxes, scores=scores, labels=labels)
+        return self.run_batch(batch, [meta])[0]
+
+    def run_batch(self, batch: np.ndarray, metas: List[dict]) -> List[Dict[str, np.ndarray]]:
+        """Detections of a ``(B, 3, H, W)`` batch of :func:`preprocess` outputs of one shape
+        (``metas``: their metas), as :meth:`__call__` gives them per image. A file exported
+        with a fixed batch size runs the images in batches of that size (the last one
+        filled up with copies of its first image, whose detections are dropped)."""
+        size = self.fixed_batch or len(batch)
+        results = []
+        for start in range(0, len(batch), size):
+            chunk = batch[start:start + size]
+            if len(chunk) < size:
+                chunk = np.concatenate([chunk] + [chunk[:1]] * (size - len(chunk)))
+            outputs = self.session.run(['boxes', 'scores', 'labels'], {self.input_name: chunk})
+            for i, meta in enumerate(metas[start:start + size]):
+                boxes, scores, labels = postprocess(*(out[i] for out in outputs), meta)
+                results.append(dict(boxes=boxes, scores=scores, labels=labels))
+        return results
 
     def predict_datasample(self, img: np.ndarray):
         """:meth:`__call__` as an mmdet ``DetDataSample`` (``pred_instances``), the result
         type of ``mmdet.apis.inference_detector``, for mmdet's visualizer."""
-        import torch
-        from mmdet.structures import DetDataSample
-        from mmengine.structures import InstanceData
-        det = self(img)
-        sample = DetDataSample(metainfo=dict(ori_shape=img.shape[:2]))
-        sample.pred_instances = InstanceData(
-            bboxes=torch.from_numpy(det['boxes']), scores=torch.from_numpy(det['scores']),
-            labels=torch.from_numpy(det['labels']))
-        return sample
+        return as_datasample(self(img), img.shape[:2])
+
+
+def as_datasample(det: Dict[str, np.ndarray], ori_shape: tuple):
+    """Detections of :meth:`OnnxRuntimeDetector.__call__` as an mmdet ``DetDataSample``."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    sample = DetDataSample(metainfo=dict(ori_shape=tuple(ori_shape)))
+    sample.pred_instances = InstanceData(
+        bboxes=torch.from_numpy(det['boxes']), scores=torch.from_numpy(det['scores']),
+        labels=torch.from_numpy(det['labels']))
+    return sample
