@@ -12,6 +12,7 @@ from typing import List, Optional
 import torch
 
 from ..models.backbones import EffNet
+from ..models.utils.norm import AFFINE, BN_NAME, is_norm
 from .layouts import (
     LAYOUTS,
     NUM_STAGES,
@@ -95,6 +96,27 @@ def expected_preprocessing(source: str, arch: str, tf_ported: Optional[bool] = N
     lite_tf = arch.startswith('lite') and padding == 'tf_same'
     return dict(mean=LITE_MEAN if lite_tf else IMAGENET_MEAN,
                 std=LITE_STD if lite_tf else IMAGENET_STD, to_rgb=True, padding=padding)
+
+
+def bn_layout(model: EffNet) -> 'OrderedDict[str, torch.Tensor]':
+    """``model.state_dict()`` as the same model built with BatchNorm names it: a norm without
+    running statistics (GroupNorm) appears under mmcv's ``bn`` name with BN's statistics (meta
+    tensors), so BN checkpoints pair with it. Loading the result into ``model`` then copies the
+    affine weight/bias and drops the statistics
+    (:func:`~effdet_plugin.models.utils.norm.load_bn_into_statfree_norms`)."""
+    target = OrderedDict(model.state_dict())
+    for name, norm in model.named_modules():
+        if not is_norm(norm) or getattr(norm, 'track_running_stats', False):
+            continue
+        parent = name.rpartition('.')[0]
+        bn = f'{parent}.{BN_NAME}' if parent else BN_NAME
+        channels = target[f'{name}.weight'].shape
+        for key in AFFINE:
+            target[f'{bn}.{key}'] = target.pop(f'{name}.{key}')
+        for key in ('running_mean', 'running_var'):
+            target[f'{bn}.{key}'] = torch.empty(channels, device='meta')
+        target[f'{bn}.num_batches_tracked'] = torch.empty((), dtype=torch.long, device='meta')
+    return target
 
 
 def _shape(key: str, sd: StateDict) -> tuple:
@@ -197,7 +219,8 @@ def convert_efficientnet(state_dict: StateDict,
         arch (str, optional): Target ``EffNet`` arch; inferred from the checkpoint when neither
             ``arch`` nor ``model`` is given. Defaults to None.
         model (EffNet, optional): Model to convert for; its structure (SE/expansion presence,
-            depths, layers built) drives the pairing. Defaults to None.
+            depths, layers built) drives the pairing. One built with GroupNorm gets the BN
+            layout (:func:`bn_layout`), which loads into it as affine only. Defaults to None.
         prefix (str, optional): Prefix of the backbone keys (``'backbone.'`` for a detector);
             detected when None. Defaults to None.
         tf_ported (bool, optional): Whether the weights come from TF (for ``backbone_cfg``:
@@ -216,7 +239,7 @@ def convert_efficientnet(state_dict: StateDict,
         with torch.device('meta'):  # structure and shapes only: no memory or init cost
             model = EffNet(arch=arch or infer_arch(state_dict, source),
                            out_indices=(EffNet.num_layers - 1, ), norm_cfg=dict(type='BN'))
-    arch, target = str(model.arch), model.state_dict()
+    arch, target = str(model.arch), bn_layout(model)
     try:
         pair, skipped = _pair(target, sd, layout, source, prefix)
     except ArchMismatchError as e:

@@ -14,6 +14,9 @@ carries on from random weights. :func:`check_state_dict` looks at what a load wo
   ``neck``, ``bbox_head`` ...), so a backbone-only checkpoint still loads the backbone; a
   class predictor re-initialised for another class count
   (:mod:`effdet_plugin.models.utils.checkpoint_classes`) is two tensors of hundreds.
+- BatchNorm weights loading into a part built with GroupNorm (the parts' load pre-hook
+  :func:`~effdet_plugin.models.utils.norm.load_bn_into_statfree_norms` copies the affine
+  weight/bias and drops the running statistics) are counted as loaded, and said in one line.
 - :func:`check_optimizer_state` does the same for the optimizer state of a resumed run (a
   1-class checkpoint resumed with 3 classes would otherwise fail inside AdamW's step).
 
@@ -30,6 +33,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from torch import nn
+
+from ..models.utils.norm import BN_STATISTICS, bn_state_moves, load_bn_into_statfree_norms
 
 # Shown in every mismatch: how to get past a deliberate case.
 SETTINGS_HINT = ('weights_check=dict(min_loaded=..., finite=...) in the config, or '
@@ -202,12 +207,41 @@ def check_state_dict(model: nn.Module,
     if min(share, used) + 1e-12 < settings.min_loaded:
         raise WeightsMismatchError(_mismatch_message(model, own, theirs, counted, matched,
                                                      source, settings.min_loaded))
+    log_norm_adaptation(model, state_dict, source)
     skipped = sorted({k.split('.', 1)[0] for k in own} - {k.split('.', 1)[0] for k in counted})
     if skipped and loaded:
         print_log(f'{source}: loaded {loaded}/{len(counted)} tensors of '
                   f'{type(model).__name__}; no weights for {", ".join(skipped)} (kept as '
                   'initialised)', logger='current')
     return share
+
+
+def _adapts_bn_state(module: nn.Module) -> bool:
+    return any(getattr(hook, 'hook', None) is load_bn_into_statfree_norms
+               for hook in module._load_state_dict_pre_hooks.values())
+
+
+def log_norm_adaptation(model: nn.Module, state_dict: Mapping[str, object],
+                        source: str) -> int:
+    """Log, in one line, how many BatchNorm layers of ``state_dict`` load into norms of
+    ``model`` that keep no running statistics (GroupNorm): affine copied, statistics dropped.
+
+    Returns:
+        int: The number of such layers (0: nothing logged).
+    """
+    moves = []
+    for name, module in model.named_modules():
+        if _adapts_bn_state(module):
+            moves += bn_state_moves(module, state_dict, f'{name}.' if name else '')
+    if not moves:
+        return 0
+    dropped = sum(f'{source_}.{key}' in state_dict for source_, _ in moves
+                  for key in BN_STATISTICS)
+    kinds = sorted({type(model.get_submodule(target)).__name__ for _, target in moves})
+    print_log(f'{source}: {len(moves)} BatchNorm layers load into {"/".join(kinds)} layers of '
+              f'{type(model).__name__}: affine weight/bias copied, {dropped} running-statistics '
+              'tensors dropped', logger='current')
+    return len(moves)
 
 
 def _mismatch_message(model: nn.Module, own: Mapping[str, torch.Tensor],

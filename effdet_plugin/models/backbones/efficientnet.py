@@ -11,9 +11,9 @@ from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import MBConv, resolve_padding, same_padding_conv_cfg
+from ..utils.norm import load_bn_into_statfree_norms, norm_cfg_for, set_norm_eval
 from ..utils.scaling import (
     EFFICIENTNET_SCALES,
     NetScale,
@@ -87,14 +87,18 @@ class EffNet(BaseModule):
         frozen_stages (int): Layers ``0..frozen_stages`` are frozen (eval mode, no grad);
             -1 freezes nothing. Defaults to -1.
         norm_eval (bool): Keep every norm layer (BN, SyncBN, GN) in eval mode during
-            training. Defaults to False.
+            training: BN normalises with its running statistics and never updates them
+            (with ``requires_grad=False`` in ``norm_cfg``: mmdet's frozen BN). Defaults to
+            False.
         drop_path_rate (float): Stochastic depth rate of the last block; it grows linearly
             from 0 over blocks. Defaults to 0.2.
         padding (str): ``'symmetric'`` (PyTorch) or ``'tf_same'`` (TensorFlow 'SAME', needed
             for TF-ported weights). Defaults to ``'symmetric'``.
         conv_cfg (dict, optional): Conv config; overridden by ``padding='tf_same'``.
-        norm_cfg (dict): Norm config; BN, SyncBN and GN all work. Defaults to BN with TF's
-            eps 1e-3 and momentum 0.01.
+        norm_cfg (dict): Any mmcv norm config (BN, SyncBN, GN ..., ``requires_grad``).
+            GN's ``num_groups`` is the most groups a layer gets: each gets the largest
+            divisor of its width up to it (:mod:`effdet_plugin.models.utils.norm`).
+            Defaults to BN with TF's eps 1e-3 and momentum 0.01.
         act_cfg (dict, optional): Activation; defaults to SiLU (Swish), ReLU6 for Lite.
         scaling (dict, optional): Overrides of the formula bases ``alpha``/``beta``/``gamma``
             when ``arch`` is a number. Defaults to None.
@@ -157,7 +161,8 @@ class EffNet(BaseModule):
 
         self.layers = nn.ModuleList(
             [ConvModule(in_channels, stem_channels, 3, stride=2, padding=stem_pad,
-                        conv_cfg=stem_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg)])
+                        conv_cfg=stem_cfg, norm_cfg=norm_cfg_for(norm_cfg, stem_channels),
+                        act_cfg=act_cfg)])
         channels, strides, stride, block_id = [stem_channels], [2], 2, 0
         for spec in stages:
             blocks = []
@@ -176,7 +181,7 @@ class EffNet(BaseModule):
             strides.append(stride)
         self.layers.append(
             ConvModule(channels[-1], head_channels, 1, conv_cfg=resolve_padding(conv_cfg, 1)[0],
-                       norm_cfg=norm_cfg, act_cfg=act_cfg))
+                       norm_cfg=norm_cfg_for(norm_cfg, head_channels), act_cfg=act_cfg))
         channels.append(head_channels)
         strides.append(stride)
         # Layers past the deepest requested output would hold unused parameters (the 1x1
@@ -184,6 +189,8 @@ class EffNet(BaseModule):
         del self.layers[max(self.out_indices) + 1:]
         # ImageNet checkpoints hold all nine layers: the unbuilt ones are not "unexpected"
         self._register_load_state_dict_pre_hook(self._drop_unbuilt_layers)
+        # BatchNorm-trained weights (ImageNet) load into a GroupNorm backbone: affine only
+        self.register_load_state_dict_pre_hook(load_bn_into_statfree_norms)
 
         self.layer_channels = tuple(channels)
         self.layer_strides = tuple(strides)
@@ -245,9 +252,7 @@ class EffNet(BaseModule):
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, (_BatchNorm, nn.GroupNorm)):
-                    m.eval()
+            set_norm_eval(self)
         return self
 
 

@@ -4,7 +4,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn import build_activation_layer
 from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.utils import multi_apply
 from mmdet.registry import MODELS
@@ -18,6 +18,7 @@ from ..task_modules import EffDetAnchorGenerator  # noqa: F401  (registers the g
 from ..utils.candidates import select_candidates
 from ..utils.checkpoint_classes import adapt_class_predictor, prior_prob_from_init_cfg
 from ..utils.mmcv_fallback import OneHotTargets, log_fallback, needs_mmcv_fallback
+from ..utils.norm import NormEvalMixin, build_norm, load_bn_into_statfree_norms
 from ..utils.scaling import get_det_scale
 
 # Settings the head cannot work without; their values live in the config
@@ -27,7 +28,7 @@ SETTINGS_SOURCE = 'configs/_base_/models/efficientdet_d0.py'
 
 
 @MODELS.register_module()
-class EffDetHead(AnchorHead):
+class EffDetHead(NormEvalMixin, AnchorHead):
     """Class and box subnets of EfficientDet.
 
     Each subnet is ``stacked_convs`` separable convs (depthwise 3x3 + pointwise 1x1) whose
@@ -50,7 +51,13 @@ class EffDetHead(AnchorHead):
         stacked_convs (int, optional): Separable convs before the prediction conv.
             Defaults to the ``arch`` value.
         conv_cfg (dict, optional): Conv layer config. Defaults to None.
-        norm_cfg (dict): Per-level norm config. Defaults to BN with the TF momentum/eps.
+        norm_cfg (dict): Per-level norm config: any mmcv norm config (BN, SyncBN,
+            GN ..., ``requires_grad``); GN's ``num_groups`` is the most groups a layer gets
+            (the largest divisor of its width up to it,
+            :mod:`effdet_plugin.models.utils.norm`). Defaults to BN with the TF
+            momentum/eps.
+        norm_eval (bool): Keep every norm in eval mode during training (frozen
+            statistics), as the backbone's ``norm_eval``. Defaults to False.
         act_cfg (dict): Activation config. Defaults to Swish (``SiLU``).
         redundant_bias (bool): Keep the conv bias before each norm as the official TF
             model has. Defaults to True.
@@ -81,6 +88,7 @@ class EffDetHead(AnchorHead):
                  stacked_convs: Optional[int] = None,
                  conv_cfg: OptConfigType = None,
                  norm_cfg: ConfigType = dict(type='BN', momentum=0.01, eps=1e-3),
+                 norm_eval: bool = False,
                  act_cfg: ConfigType = dict(type='SiLU'),
                  redundant_bias: bool = True,
                  avg_factor_offset: float = 1.0,
@@ -114,6 +122,7 @@ class EffDetHead(AnchorHead):
         self.stacked_convs = scale.head_repeats if stacked_convs is None else stacked_convs
         self.conv_cfg = conv_cfg
         self.norm_cfg = norm_cfg
+        self.norm_eval = norm_eval
         self.act_cfg = act_cfg
         self.redundant_bias = redundant_bias
         self.avg_factor_offset = avg_factor_offset
@@ -143,6 +152,7 @@ class EffDetHead(AnchorHead):
         if self.mmcv_fallback:
             log_fallback(type(self).__name__)
             self.loss_cls = OneHotTargets(self.loss_cls)
+        self.register_load_state_dict_pre_hook(load_bn_into_statfree_norms)
 
     @property
     def num_levels(self) -> int:
@@ -159,7 +169,7 @@ class EffDetHead(AnchorHead):
         ])
         norms = nn.ModuleList([
             nn.ModuleList([
-                build_norm_layer(self.norm_cfg, self.feat_channels)[1]
+                build_norm(self.norm_cfg, self.feat_channels)
                 for _ in range(self.stacked_convs)
             ]) for _ in range(self.num_levels)
         ])

@@ -11,6 +11,7 @@ from mmdet.utils import ConfigType, OptConfigType
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils.norm import norm_cfg_for
 from .padding import resolve_padding
 
 
@@ -50,7 +51,9 @@ class MBConv(BaseModule):
         se_ratio (float): SE bottleneck relative to ``in_channels``; 0 disables SE.
         drop_path_rate (float): Stochastic depth rate of this block. Defaults to 0.
         conv_cfg (dict, optional): Conv layer config. Defaults to None.
-        norm_cfg (dict): Norm layer config. Defaults to BN with TF's eps 1e-3.
+        norm_cfg (dict): Norm layer config, fitted to each conv's width
+            (:func:`~effdet_plugin.models.utils.norm.norm_cfg_for`). Defaults to BN with TF's
+            eps 1e-3.
         act_cfg (dict): Activation config. Defaults to SiLU (Swish).
         with_cp (bool): Use activation checkpointing in training. Defaults to False.
         mid_channels (int, optional): Hidden width instead of ``in_channels * expand_ratio``
@@ -83,17 +86,20 @@ class MBConv(BaseModule):
         self.mid_channels = mid_channels
         pointwise_cfg, _ = resolve_padding(conv_cfg, 1)
         depthwise_cfg, padding = resolve_padding(conv_cfg, kernel_size, stride)
-        common = dict(conv_cfg=pointwise_cfg, norm_cfg=norm_cfg)
+        mid_norm_cfg = norm_cfg_for(norm_cfg, mid_channels)
         self.expand_conv = (
-            ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, **common)
+            ConvModule(in_channels, mid_channels, 1, act_cfg=act_cfg, conv_cfg=pointwise_cfg,
+                       norm_cfg=mid_norm_cfg)
             if expand_ratio != 1 else nn.Identity())
         self.depthwise_conv = ConvModule(
             mid_channels, mid_channels, kernel_size, stride=stride, padding=padding,
-            groups=mid_channels, act_cfg=act_cfg, conv_cfg=depthwise_cfg, norm_cfg=norm_cfg)
+            groups=mid_channels, act_cfg=act_cfg, conv_cfg=depthwise_cfg, norm_cfg=mid_norm_cfg)
         self.se = (
             SqueezeExcite(mid_channels, max(1, int(in_channels * se_ratio)), act_cfg)
             if se_ratio > 0 else nn.Identity())
-        self.project_conv = ConvModule(mid_channels, out_channels, 1, act_cfg=None, **common)
+        self.project_conv = ConvModule(mid_channels, out_channels, 1, act_cfg=None,
+                                       conv_cfg=pointwise_cfg,
+                                       norm_cfg=norm_cfg_for(norm_cfg, out_channels))
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from mmcv.cnn import ConvModule
 from mmdet.utils import OptConfigType
 from torch import Tensor
 
+from ..utils.norm import norm_cfg_for
 from .padding import resolve_padding
 
 
@@ -30,7 +31,8 @@ def pointwise_conv(in_channels: int,
         bias (bool | str): Conv bias; ``'auto'`` means no bias when a norm follows.
             Defaults to ``'auto'``.
         conv_cfg (dict, optional): Conv layer config. Defaults to None.
-        norm_cfg (dict, optional): Norm after the conv. Defaults to None.
+        norm_cfg (dict, optional): Norm after the conv, fitted to ``out_channels``
+            (:func:`~effdet_plugin.models.utils.norm.norm_cfg_for`). Defaults to None.
         act_cfg (dict, optional): Activation after the norm. Defaults to None.
     """
     with warnings.catch_warnings():
@@ -41,7 +43,7 @@ def pointwise_conv(in_channels: int,
             1,
             bias=bias,
             conv_cfg=resolve_padding(conv_cfg, 1)[0],
-            norm_cfg=norm_cfg,
+            norm_cfg=norm_cfg_for(norm_cfg, out_channels),
             act_cfg=act_cfg)
 
 

@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..layers import SeparableConvModule
+from ..utils.norm import NormEvalMixin, load_bn_into_statfree_norms
 from ..utils.scaling import get_det_scale, level_strides
 from .bifpn_layers import LevelResample, WeightedFusion
 
@@ -114,7 +115,7 @@ class BiFPNCell(nn.Module):
 
 
 @MODELS.register_module()
-class EffBiFPN(BaseModule):
+class EffBiFPN(NormEvalMixin, BaseModule):
     """Bidirectional weighted feature pyramid of EfficientDet.
 
     The backbone outputs are the finest levels; extra coarser levels (up to ``max_level``)
@@ -144,7 +145,12 @@ class EffBiFPN(BaseModule):
         pool_padding (str): ``'same'`` (TF, needed for the official weights) or
             ``'symmetric'``. Defaults to ``'same'``.
         conv_cfg (dict, optional): Conv layer config. Defaults to None.
-        norm_cfg (dict): Norm config. Defaults to BN with the TF momentum/eps.
+        norm_cfg (dict): Any mmcv norm config (BN, SyncBN, GN ..., ``requires_grad``);
+            GN's ``num_groups`` is the most groups a layer gets (the largest divisor of its
+            width up to it, :mod:`effdet_plugin.models.utils.norm`). Defaults to BN with
+            the TF momentum/eps.
+        norm_eval (bool): Keep every norm in eval mode during training (frozen
+            statistics), as the backbone's ``norm_eval``. Defaults to False.
         act_cfg (dict): Activation after every fusion. Defaults to Swish
             (``SiLU``, the fused kernel the official PyTorch port uses).
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -162,10 +168,12 @@ class EffBiFPN(BaseModule):
                  pool_padding: str = 'same',
                  conv_cfg: OptConfigType = None,
                  norm_cfg: ConfigType = dict(type='BN', momentum=0.01, eps=1e-3),
+                 norm_eval: bool = False,
                  act_cfg: ConfigType = dict(type='SiLU'),
                  init_cfg: OptMultiConfig = dict(
                      type='Xavier', layer='Conv2d', distribution='uniform')) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.norm_eval = norm_eval
         scale = get_det_scale(arch)
         self.in_channels = list(in_channels)
         self.out_channels = scale.fpn_channels if out_channels is None else out_channels
@@ -203,6 +211,7 @@ class EffBiFPN(BaseModule):
                     pool_padding=pool_padding,
                     **conv_kwargs))
             cell_in = [self.out_channels] * self.num_outs
+        self.register_load_state_dict_pre_hook(load_bn_into_statfree_norms)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """Map backbone features (finest first) to ``num_outs`` FPN features."""

@@ -21,6 +21,7 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from ..layers import SeparableConvModule
+from ..utils.norm import load_bn_into_statfree_norms, norm_cfg_for
 from ..utils.scaling import get_det_scale
 
 
@@ -61,7 +62,9 @@ class EffDetSegHead(BaseSemanticHead):
             same pixels. Defaults to 255.
         conv_cfg (dict, optional): Config of the separable convs; TF "same" padding
             (``Conv2dAdaptivePadding``) or None (symmetric). Defaults to None.
-        norm_cfg (dict): Norm config. Defaults to BN with TF's eps 1e-3 and momentum 0.01.
+        norm_cfg (dict): Any mmcv norm config; GN's ``num_groups`` is the most groups a
+            layer gets (:mod:`effdet_plugin.models.utils.norm`). Defaults to BN with TF's
+            eps 1e-3 and momentum 0.01.
         act_cfg (dict): Activation config. Defaults to SiLU (Swish).
         loss_seg (dict): Loss on logits resized to the input; its ``loss_weight`` is the
             weight of the segmentation loss in a joint model. Defaults to
@@ -132,10 +135,12 @@ class EffDetSegHead(BaseSemanticHead):
         for _ in range(int(num_upsamples)):
             upsamples.append(
                 ConvModule(channels, feat_channels, 4, stride=2, padding=1,
-                           conv_cfg=dict(type='deconv'), norm_cfg=norm_cfg, act_cfg=act_cfg))
+                           conv_cfg=dict(type='deconv'),
+                           norm_cfg=norm_cfg_for(norm_cfg, feat_channels), act_cfg=act_cfg))
             channels = feat_channels
         self.upsamples = nn.Sequential(*upsamples)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+        self.register_load_state_dict_pre_hook(load_bn_into_statfree_norms)
 
     def forward(self, x: Tuple[Tensor, ...]) -> Dict[str, Tensor]:
         """Logits at ``out_stride`` from the neck outputs.
