@@ -217,3 +217,18 @@ def test_no_vis_writes_results_only(demo, tmp_path):
         'coco_results.json', 'detections.json', 'detections.jsonl']
     run(demo, tmp_path / 'vis', '--batch-size', 8)  # pictures by default, one per image
     assert len(list((tmp_path / 'vis').glob('*.png'))) == len(SIZES)
+
+
+def test_shape_batches_stay_bounded_with_many_shapes():
+    from effdet_plugin.deploy.batching import ShapeBatcher
+    batcher = ShapeBatcher(batch_size=4)
+    rng = np.random.RandomState(0)
+    items = [dict(id=i, key=(128, 128 * int(rng.randint(1, 12)))) for i in range(500)]
+    batches = []
+    for item in items:
+        batches += batcher.add(item)
+        assert sum(map(len, batcher.waiting.values())) <= 16  # 4 x batch size
+    batches += batcher.flush()
+    assert sorted(i['id'] for b in batches for i in b) == list(range(500))  # each once
+    assert all(len({i['key'] for i in b}) == 1 and len(b) <= 4 for b in batches)
+    assert len(batches) <= 500 / 3  # 11 shapes, 16 places: still 3+ images a batch on average
