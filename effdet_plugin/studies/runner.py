@@ -7,6 +7,7 @@ gives :func:`run_jobs` a function that trains one job (usually through :func:`tr
 returns its result rows; everything else (skipping finished runs, progress, atomic writes) is
 here.
 """
+import argparse
 import copy
 import csv
 import json
@@ -47,6 +48,38 @@ def rescale_schedule(cfg: Config, iters: int) -> None:
     train_cfg.update(max_iters=iters, val_interval=iters)  # one evaluation, at the end
     if cfg.get('default_hooks', {}).get('checkpoint') is not None:
         cfg.default_hooks.checkpoint.update(interval=iters, save_best=None)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and shows every option's default."""
+
+
+def study_parser(doc: str, config_help: str) -> argparse.ArgumentParser:
+    """A study's parser: its module ``doc`` as description (first paragraph) and epilog, every
+    default shown, and the positional ``config``."""
+    parser = argparse.ArgumentParser(
+        description=doc.split('\n\n')[0], formatter_class=_Formatter,
+        epilog='\n\n'.join(doc.split('\n\n')[1:]))
+    parser.add_argument('config', help=config_help)
+    return parser
+
+
+def add_study_args(parser: argparse.ArgumentParser, work_dir: str) -> None:
+    """The options every study has: ``--work-dir`` (default ``work_dir``), ``--report-only``,
+    ``--verbose``, ``--cfg-options`` and the data flags of the tools."""
+    from mmengine.config import DictAction
+
+    from ..cli.data_options import add_data_args
+    parser.add_argument('--work-dir', default=work_dir,
+                        help='one sub-folder per run, plus runs.csv, tables and plots')
+    parser.add_argument('--report-only', action='store_true',
+                        help='no training: tables and plots of the runs already in runs.csv '
+                        '(e.g. of an interrupted study)')
+    parser.add_argument('--verbose', action='store_true',
+                        help="print mmengine's training logs (always in each run's folder)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides applied to the config before every run')
+    add_data_args(parser)
 
 
 def load_study_config(path: str, cfg_options: Optional[dict] = None,
@@ -269,3 +302,20 @@ def run_jobs(jobs: Sequence[Job], results: ResultsFile,
 def _progress_bar(total: int, desc: str):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit='it', dynamic_ncols=True, smoothing=0.1)
+
+
+def provenance() -> Dict[str, object]:
+    """What produced a result, for its row: the git commit of the code (``+dirty`` with
+    uncommitted changes; ``unknown`` outside a git checkout) and torch's CPU thread count."""
+    import subprocess
+
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    try:
+        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               cwd=root, text=True, capture_output=True, check=True).stdout
+        commit += '+dirty' if dirty.strip() else ''
+    except (OSError, subprocess.CalledProcessError):
+        commit = 'unknown'
+    return dict(commit=commit, threads=torch.get_num_threads())

@@ -13,6 +13,7 @@ from effdet_plugin.studies import runner
 from effdet_plugin.studies.transfer import report as transfer_report
 from effdet_plugin.studies.transfer import starting_points
 from effdet_plugin.studies.transfer import study as transfer_eval
+from tests.data_helpers import pixel_free_coco_flags
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/medical/effdet-lite0_nuclei.py'
@@ -159,21 +160,6 @@ def test_summary_pairs_seeds_with_scratch_and_gives_a_t_interval():
     assert len(runs) == 2 + 6 and '| 0.000 |' in runs[2]
 
 
-def _coco_files(root: Path, num_train: int = 8) -> list:
-    """A COCO train/val pair (no pixels needed: the stub below does not train) and the data
-    flags that point the config at it."""
-    (root / 'annotations').mkdir(parents=True)
-    for split, count in (('train', num_train), ('val', 1)):
-        images = [dict(id=i + 1, file_name=f'{i}.png', width=64, height=64)
-                  for i in range(count)]
-        anns = [dict(id=i + 1, image_id=i + 1, bbox=[1, 1, 9, 9], area=81, category_id=1,
-                     iscrowd=0) for i in range(count)]
-        (root / 'annotations' / f'{split}.json').write_text(json.dumps(dict(
-            images=images, annotations=anns, categories=[dict(id=1, name='nucleus')])))
-    return ['--data-root', f'{root}/', '--train-ann', 'annotations/train.json', '--val-ann',
-            'annotations/val.json']
-
-
 def test_seeds_fractions_curves_tables_and_plots_with_a_stub_trainer(tmp_path, monkeypatch,
                                                                      capsys):
     """2 seeds x 2 fractions x (imagenet, scratch) with the training replaced by a stub that
@@ -196,7 +182,7 @@ def test_seeds_fractions_curves_tables_and_plots_with_a_stub_trainer(tmp_path, m
     work = tmp_path / 'work'
     args = [CONFIG, '--iters', '4', '--eval-interval', '2', '--seeds', '2', '--fractions',
             '0.5', '1.0', '--modes', 'imagenet', 'scratch', '--work-dir', str(work)]
-    args += _coco_files(tmp_path / 'data')
+    args += pixel_free_coco_flags(tmp_path / 'data')
     report = transfer_eval.main(args)
 
     assert len(seen) == 8 and {s[3:5] for s in seen} == {(2, 4)}

@@ -39,16 +39,17 @@ import json
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from ...cli.data_options import add_data_args
 from ..runner import (
     Job,
     ResultsFile,
+    add_study_args,
     evaluate_current_weights,
     load_study_config,
     rescale_schedule,
     run_jobs,
+    study_parser,
     train,
 )
 from ..summary import parse_rows
@@ -63,15 +64,8 @@ from .starting_points import (
 )
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the description's layout and shows every option's default."""
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0], formatter_class=_Formatter,
-        epilog='\n\n'.join(__doc__.split('\n\n')[1:]))
-    parser.add_argument('config', help='config with an IterBasedTrainLoop')
+    parser = study_parser(__doc__, 'config with an IterBasedTrainLoop')
     parser.add_argument('--modes', nargs='+', choices=MODES,
                         help='starting points; unset: all (coco only with --checkpoint-coco)')
     parser.add_argument('--checkpoint-coco', help='COCO-trained detector checkpoint (for the '
@@ -89,16 +83,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--table-iters', type=int, nargs='+',
                         help='iterations the summary table reports (from the curves); unset: '
                         'the last')
-    parser.add_argument('--work-dir', default='work_dirs/transfer_eval',
-                        help='one sub-folder per run, plus runs.csv, tables and plots')
-    parser.add_argument('--report-only', action='store_true',
-                        help='no training: tables and plots of the runs already in runs.csv '
-                        '(e.g. of an interrupted study)')
-    parser.add_argument('--verbose', action='store_true',
-                        help="print mmengine's training logs (always in each run's folder)")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='overrides applied to the config before every run')
-    add_data_args(parser)
+    add_study_args(parser, 'work_dirs/transfer_eval')
     args = parser.parse_args(argv)
     bad = [f for f in args.fractions if not 0 < f <= 1]
     if bad:
