@@ -4,8 +4,9 @@ this CPU and file size (the int8 table of docs/deploy.md).
     python benchmarks/int8_eval.py CONFIG FLOAT.onnx INT8.onnx [INT8_B.onnx ...] \
         [data flags] --threads 2 --repeats 20
 
-AP: every file runs on the config's validation images through ``OnnxRuntimeDetector`` and is
-scored by pycocotools (:func:`effdet_plugin.deploy.coco_eval.evaluate_onnx`). Latency: batch 1,
+AP: every file with NMS runs on the config's validation images through ``OnnxRuntimeDetector``
+and is scored by pycocotools (:func:`effdet_plugin.deploy.coco_eval.evaluate_onnx`); files of
+raw maps (``--no-nms`` exports) are only timed, with a ``--no-nms`` float file. Latency: batch 1,
 the first validation image preprocessed as the files expect, one onnxruntime session per file
 with ``--threads`` intra-op threads, timed round by round in turn (interleaved) after warm-up;
 medians, and their ratio to the float file's. Prints a markdown table and whether the CPU has
@@ -19,7 +20,7 @@ import time
 
 import effdet_plugin  # noqa: F401
 from effdet_plugin.cli.data_options import add_data_args, apply_data_options
-from effdet_plugin.deploy import OnnxRuntimeDetector, preprocess
+from effdet_plugin.deploy import preprocess, preprocess_args_from_metadata
 from effdet_plugin.deploy.coco_eval import evaluate_onnx, image_reader, split_images
 
 
@@ -32,14 +33,21 @@ def vnni_flags() -> str:
     return ' '.join(sorted(flags & {'avx512_vnni', 'avx_vnni', 'amx_int8'})) or 'none'
 
 
+def session(path: str, threads: int):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
 def interleaved_latency(files, batch, threads: int, warmup: int, repeats: int) -> dict:
     """Median seconds per ``session.run`` of each file, the files timed in turn each round."""
-    detectors = [OnnxRuntimeDetector(f, num_threads=threads) for f in files]
+    sessions = [session(f, threads) for f in files]
     times = {f: [] for f in files}
     for i in range(warmup + repeats):
-        for f, det in zip(files, detectors):
+        for f, sess in zip(files, sessions):
             start = time.perf_counter()
-            det.session.run(None, {det.input_name: batch})
+            sess.run(None, {sess.get_inputs()[0].name: batch})
             if i >= warmup:
                 times[f].append(time.perf_counter() - start)
     return {f: statistics.median(t) for f, t in times.items()}
@@ -65,22 +73,27 @@ def main(argv=None) -> None:
     cfg = Config.fromfile(args.config)
     apply_data_options(cfg, args)
 
-    aps = {f: evaluate_onnx(f, cfg, args.split, num_threads=args.threads) for f in files}
+    # AP of the files with NMS; raw-map files (--no-nms exports) are timed only
+    aps = {f: evaluate_onnx(f, cfg, args.split, num_threads=args.threads) for f in files
+           if 'boxes' in [o.name for o in session(f, 1).get_outputs()]}
     first = split_images(cfg, args.split)[1][0][1]
-    pre_args = OnnxRuntimeDetector(args.float_onnx).preprocess_args
-    batch, _ = preprocess(image_reader(cfg)(first), **pre_args)
+    metadata = session(args.float_onnx, 1).get_modelmeta().custom_metadata_map
+    batch, _ = preprocess(image_reader(cfg)(first), **preprocess_args_from_metadata(metadata))
     latency = interleaved_latency(files, batch, args.threads, args.warmup, args.repeats)
 
-    base_ap, base_ms = aps[args.float_onnx]['bbox_mAP'], latency[args.float_onnx]
-    print(f'\n{aps[args.float_onnx]["num_images"]} {args.split} images; latency: batch 1, '
+    base_ms = latency[args.float_onnx]
+    base_ap = aps[args.float_onnx]['bbox_mAP'] if args.float_onnx in aps else None
+    num_images = len(split_images(cfg, args.split)[1])
+    print(f'\n{num_images} {args.split} images; latency: batch 1, '
           f'{batch.shape[2]}x{batch.shape[3]}, {args.threads} threads, median of '
           f'{args.repeats} interleaved rounds; CPU VNNI: {vnni_flags()}\n')
     print('| file | size | bbox AP | AP50 | AP change | latency | ratio to float |')
     print('|---|---|---|---|---|---|---|')
     for f in files:
-        ap = aps[f]
-        print(f'| {osp.basename(f)} | {osp.getsize(f) / 2**20:.1f} MiB | {ap["bbox_mAP"]:.3f} | '
-              f'{ap["bbox_mAP_50"]:.3f} | {ap["bbox_mAP"] - base_ap:+.3f} | '
+        ap = aps.get(f)
+        scores = (f'{ap["bbox_mAP"]:.3f} | {ap["bbox_mAP_50"]:.3f} | '
+                  f'{ap["bbox_mAP"] - base_ap:+.3f}') if ap and base_ap is not None else '- | - | -'
+        print(f'| {osp.basename(f)} | {osp.getsize(f) / 2**20:.1f} MiB | {scores} | '
               f'{latency[f] * 1e3:.1f} ms | {latency[f] / base_ms:.2f}x |')
 
 

@@ -5,7 +5,8 @@ Only the network is quantised: the nodes on a path from the input to a ``Conv`` 
 BiFPN, head convs; :func:`network_nodes`), passed to onnxruntime as ``nodes_to_quantize``.
 Everything after the head's last convs (anchor grid, candidate top-k, box decoding, NMS,
 ``max_per_img``) reads their dequantised maps and stays float, so boxes and scores keep float
-arithmetic. Format: QDQ (``QuantizeLinear``/``DequantizeLinear`` pairs that onnxruntime's CPU
+arithmetic. The head's box subnet stays float too unless ``--keep-float none``: box offsets
+were the part of the network that int8 hurt (:data:`DEFAULT_KEEP_FLOAT`). Format: QDQ (``QuantizeLinear``/``DequantizeLinear`` pairs that onnxruntime's CPU
 provider fuses into int8 kernels), int8 weights per output channel, uint8 activations whose
 ranges are calibrated on N training images preprocessed as the file expects (its metadata,
 :func:`~.preprocess.preprocess`). onnxruntime's ``quant_pre_process`` (shape inference, graph
@@ -14,7 +15,7 @@ optimisation) runs first.
 Example::
 
     python tools/deploy/quantize_onnx.py demo.onnx --config configs/demo/effdet_lite0_nuclei.py \
-        --calib-images 64 --out demo.int8.onnx
+        --out demo.int8.onnx
 """
 import argparse
 import json
@@ -30,9 +31,13 @@ import numpy as np
 from .preprocess import preprocess, preprocess_args_from_metadata
 
 CALIB_METHODS = ('minmax', 'entropy', 'percentile')
+DEFAULT_CALIB_IMAGES = 64
 #: Parts that can be kept float (``--keep-float``): the conv reading the image, the convs whose
 #: maps leave the network (the head's class and box predictions), the head's box subnet.
 KEEP_FLOAT = ('input-conv', 'output-convs', 'box-branch')
+#: Float by default: quantising the box subnet cost 0.03-0.05 bbox AP on the two trained
+#: models measured (docs/deploy.md), the rest of the network about 0.002.
+DEFAULT_KEEP_FLOAT = ('box-branch', )
 #: Name prefix of the box subnet's convs in an export of ``EffDetHead`` (``reg_convs``,
 #: ``reg_pred``).
 BOX_BRANCH_PREFIX = '/bbox_head/reg_'
@@ -247,14 +252,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='the config the model was trained with (its training data '
                         'calibrates; the data flags below override it)')
     parser.add_argument('--out', help='int8 file to write; default: MODEL with .int8.onnx')
-    parser.add_argument('--calib-images', type=int, default=64, metavar='N',
-                        help='training images to calibrate on, spread over the training set')
+    parser.add_argument('--calib-images', type=int, metavar='N',
+                        help='training images to calibrate on, spread over the training set '
+                        f'(default: {DEFAULT_CALIB_IMAGES}, or all when there are fewer)')
     parser.add_argument('--calib-method', choices=CALIB_METHODS, default='minmax',
                         help='activation ranges: full range, or entropy / percentile '
                         'histograms (memory grows with N)')
-    parser.add_argument('--keep-float', nargs='+', choices=KEEP_FLOAT, default=[],
+    parser.add_argument('--keep-float', nargs='+', choices=KEEP_FLOAT + ('none', ),
+                        default=list(DEFAULT_KEEP_FLOAT),
                         help='parts to leave float: the first conv (reads the image), the '
-                        "last convs (the head's predictions), the head's box subnet")
+                        "last convs (the head's predictions), the head's box subnet; 'none' "
+                        'quantises the whole network')
     add_data_args(parser)
     return parser.parse_args(argv)
 
@@ -308,6 +316,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(f'error: {args.model} was exported for classes {list(classes)}, the data '
                  f'names {list(data_classes)}: pass the config (and data flags) it was '
                  'trained with')
+    if 'none' in args.keep_float:
+        args.keep_float = []
+    if args.calib_images is None:
+        args.calib_images = min(DEFAULT_CALIB_IMAGES, len(images))
     if not 1 <= args.calib_images <= len(images):
         sys.exit(f'error: --calib-images {args.calib_images}: {ann_file} has {len(images)} '
                  f'images; pass --calib-images between 1 and {len(images)}')

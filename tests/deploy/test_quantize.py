@@ -28,7 +28,8 @@ SHAPE = (128, 128)
 def exported(tmp_path_factory, random_detector):
     """6 generated 128x128 images as the training data of a 2-class demo config with hard NMS,
     the random-weight model exported with NMS (``model.onnx``) and without (``raw.onnx``),
-    both quantised on 4 of the images by the command's main()."""
+    quantised on 4 of the images by the command's main(): the first with its defaults (the
+    box subnet float), the second whole (``--keep-float none``)."""
     root = tmp_path_factory.mktemp('int8')
     data = write_tiny_coco(root / 'data', num_images=6, size=SHAPE[0], max_objects=4)
     config = root / 'demo_2cls.py'
@@ -51,7 +52,8 @@ def exported(tmp_path_factory, random_detector):
         export_onnx(model, str(files[name]), SHAPE, with_nms=with_nms,
                     metadata=preprocess_metadata(cfg, SHAPE, TINY_CLASSES))
         files[f'{name}_int8'] = root / f'{name}.int8.onnx'
-        quantize.main([str(files[name]), '--config', str(config), '--calib-images', '4'])
+        keep = [] if with_nms else ['--keep-float', 'none']
+        quantize.main([str(files[name]), '--config', str(config), '--calib-images', '4'] + keep)
     return dict(files, config=config, batch=batch, image=root / 'data/images/0001.png')
 
 
@@ -70,8 +72,15 @@ def test_int8_file_is_quantised_network_with_float_postprocessing(exported):
     assert ops.count('QuantizeLinear') > 100 and ops.count('DequantizeLinear') > 100
     consts = {init.name: init for init in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
-    # every conv weight is stored as int8 and dequantised per output channel
-    for conv in (node for node in model.graph.node if node.op_type == 'Conv'):
+    # every conv weight but the box subnet's is stored as int8 and dequantised per output
+    # channel; the box subnet (the default --keep-float) keeps float weights
+    convs = [node for node in model.graph.node if node.op_type == 'Conv']
+    box = [conv for conv in convs if conv.name.startswith(quantize.BOX_BRANCH_PREFIX)]
+    assert 0 < len(box) < len(convs) // 2
+    for conv in convs:
+        if conv in box:
+            assert conv.input[1] in consts and conv.input[1] not in producer
+            continue
         dq = producer[conv.input[1]]
         assert dq.op_type == 'DequantizeLinear'
         assert consts[dq.input[0]].data_type == onnx.TensorProto.INT8
@@ -89,6 +98,7 @@ def test_int8_file_is_quantised_network_with_float_postprocessing(exported):
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     assert {'effdet_preprocess', 'classes', 'effdet_int8'} <= set(metadata)
     assert '"calib_images": 4' in metadata['effdet_int8']
+    assert '"keep_float": ["box-branch"]' in metadata['effdet_int8']
 
 
 def test_int8_runs_with_the_same_outputs_close_to_float(exported):
@@ -110,10 +120,35 @@ def test_int8_runs_with_the_same_outputs_close_to_float(exported):
         assert corr > 0.5, (key, corr)
 
 
-def test_pool_padding_folded_without_changing_the_float_result(exported, tmp_path):
+@pytest.fixture(scope='module')
+def prepared(exported, tmp_path_factory):
+    """``raw.onnx`` after onnxruntime's ``quant_pre_process`` (constants folded), as
+    quantize_onnx prepares it."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    prepared = tmp_path / 'prepared.onnx'  # constants folded, as quantize_onnx does first
-    quant_pre_process(str(exported['raw']), str(prepared))
+    path = tmp_path_factory.mktemp('prepared') / 'prepared.onnx'
+    quant_pre_process(str(exported['raw']), str(path))
+    return path
+
+
+def test_keep_float_parts(prepared):
+    graph = onnx.load(str(prepared)).graph
+    names = {node.name: node for node in graph.node}
+    first = [names[n] for n in quantize.keep_float_nodes(graph, ['input-conv'])]
+    assert [node.name for node in first if node.op_type == 'Conv'] == \
+        [next(node.name for node in graph.node if node.op_type == 'Conv')]
+    outputs = quantize.keep_float_nodes(graph, ['output-convs'])
+    # one class and one box prediction conv per level (P3-P7), nothing else
+    assert len(outputs) == 10
+    assert {n.split('/')[2] for n in outputs} == {'cls_pred', 'reg_pred'}
+    box = quantize.keep_float_nodes(graph, ['box-branch'])
+    assert {n for n in box if names[n].op_type == 'Conv'} == {
+        n for n, node in names.items()
+        if node.op_type == 'Conv' and n.startswith(quantize.BOX_BRANCH_PREFIX)}
+    assert len(box) > len([n for n in box if names[n].op_type == 'Conv'])  # activations too
+    assert not set(box) & set(quantize.keep_float_nodes(graph, ['input-conv']))
+
+
+def test_pool_padding_folded_without_changing_the_float_result(exported, prepared, tmp_path):
     model = onnx.load(str(prepared))
     pads = sum(node.op_type == 'Pad' for node in model.graph.node)
     assert quantize.fold_pool_padding(model) > 0
