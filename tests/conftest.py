@@ -16,11 +16,19 @@ from types import SimpleNamespace
 from typing import Callable, Iterator, List, Optional
 
 import cv2
+import mmengine.config.config
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
+
+from tests.forked_tool import can_fork, run_forked
+
+# mmengine formats every config it prints or dumps with yapf: about 1 s per config on this CPU,
+# a sixth of a tiny training's time. What the tests read from those texts is their content, not
+# their layout, so in the test process (and the tools forked from it) they stay unformatted.
+mmengine.config.config.FormatCode = lambda text, **kwargs: (text, False)
 
 TINY_CLASSES = ('white_box', 'red_box')
 # BGR colours per class: distinct so that a detector can actually learn them.
@@ -249,7 +257,9 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
     stretch a 10 s run several-fold.
 
     ``.py`` scripts run under ``sys.executable``; others (``.sh``) under bash with
-    ``PYTHON=sys.executable``.
+    ``PYTHON=sys.executable``. Single-threaded (as ``make test`` runs), a ``.py`` script runs in
+    a fork of the test process instead, which has done the imports (tests/forked_tool.py);
+    ``EFFDET_TEST_SUBPROCESS=1`` starts every tool in a new interpreter.
     """
 
     def run(script: str, *args, env: Optional[dict] = None, timeout: float = 540):
@@ -258,10 +268,12 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
         full_env = dict(os.environ, PYTHON=sys.executable, PYTHONUNBUFFERED='1',
                         OMP_NUM_THREADS=str(torch.get_num_threads()))
         full_env.update(env or {})
+        args = [str(a) for a in args]
+        if script.endswith('.py') and can_fork(full_env):
+            return run_forked(REPO_ROOT / script, args, full_env, REPO_ROOT, timeout)
         cmd = [sys.executable] if script.endswith('.py') else ['bash']
-        return subprocess.run(cmd + [str(REPO_ROOT / script)] + [str(a) for a in args],
-                              cwd=REPO_ROOT, env=full_env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(cmd + [str(REPO_ROOT / script)] + args, cwd=REPO_ROOT,
+                              env=full_env, capture_output=True, text=True, timeout=timeout)
 
     return run
 
