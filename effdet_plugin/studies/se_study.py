@@ -106,16 +106,21 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
                 rankings: Sequence[str] = se_gates.RANKINGS, seeds: int = 1,
                 finetune: int = 0, split: str = 'train', threshold: float = 0.1,
                 max_images: Optional[int] = None, shape: Sequence[int] = (256, 256),
-                latency_time: float = 1.0, log=print) -> List[Dict[str, object]]:
+                latency_time: float = 1.0, finetune_lr: float = 0.1,
+                log=print) -> List[Dict[str, object]]:
     """Prune ``checkpoint`` at each ratio with each ranking (random: one per seed), evaluate,
     optionally fine-tune ``finetune`` iterations, and tabulate params, FLOPs, CPU latency and
-    AP. Rows already in ``out_dir/prune.csv`` are skipped (resumable)."""
+    AP. Rows already in ``out_dir/prune.csv`` are skipped (resumable).
+
+    Fine-tuning runs the config's schedule shrunk to ``finetune`` iterations at
+    ``finetune_lr`` times its learning rate: the pruned model starts near a solution, and the
+    full rate of a training from scratch throws part of it away."""
     model, stats = collect_gates(cfg, checkpoint, out_dir, split, threshold, max_images)
     blocks = se_gates.se_blocks(model.backbone)
     se_gates.check_prunable_norms(blocks)
     results = ResultsFile(out_dir, 'prune.csv', ('ratio', 'ranking', 'seed'),
                           dict(checkpoint=osp.abspath(checkpoint), finetune=finetune,
-                               split=split, shape=list(shape)))
+                               finetune_lr=finetune_lr, split=split, shape=list(shape)))
     if not results.done(ratio=0.0, ranking='none', seed=0):
         figures = measure(model, shape, latency_time)
         metrics = evaluate(cfg, checkpoint, osp.join(out_dir, 'runs', 'unpruned'))
@@ -145,6 +150,7 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
                     tune_cfg = copy.deepcopy(small_cfg)
                     tune_cfg.load_from = ckpt_path
                     rescale_schedule(tune_cfg, finetune)
+                    tune_cfg.optim_wrapper.optimizer.lr *= finetune_lr
                     tuned = ap_of(train(tune_cfg, osp.join(out_dir, 'runs', f'{name}_ft'),
                                         seed).metrics)
                 log(f'{name}: {removed}/{prunable} channels removed, '

@@ -12,6 +12,7 @@ series); the Lite variants have none.
 Examples:
     python tools/analysis/se_gates.py configs/demo/effdet_d0_nuclei_scratch.py CKPT
     python tools/analysis/se_gates.py CFG CKPT --prune 0.1 0.25 0.5 --finetune 100 --seeds 2
+    (fine-tuning runs at --finetune-lr times the config's learning rate, default 0.1)
 """
 import argparse
 import sys
@@ -42,6 +43,8 @@ def parse_args() -> argparse.Namespace:
                         'fine-tuning seeds (default: 1)')
     parser.add_argument('--finetune', type=int, default=0,
                         help='fine-tune each pruned model this many iterations (default: 0)')
+    parser.add_argument('--finetune-lr', type=float, default=0.1,
+                        help="fine-tuning learning rate as a share of the config's (default: 0.1)")
     parser.add_argument('--shape', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'),
                         help='input for FLOPs and latency (default: 256 256)')
     parser.add_argument('--latency-time', type=float, default=1.0,
@@ -64,7 +67,7 @@ def main() -> None:
             return
         se_study.prune_study(cfg, args.checkpoint, args.out, args.prune, args.rankings,
                              args.seeds, args.finetune, args.split, args.threshold,
-                             args.max_images, args.shape, args.latency_time)
+                             args.max_images, args.shape, args.latency_time, args.finetune_lr)
     except (se_gates.NoSEBlocksError, ValueError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
     print(open(f'{args.out}/prune.md').read())
