@@ -1,7 +1,6 @@
 """tools/infer.py end to end: a folder with 8-bit, 16-bit and DICOM images in, PNGs + JSON out."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,12 +11,10 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_infer(cfg_path, ckpt, images, out) -> subprocess.CompletedProcess:
+def run_infer(run_tool, cfg_path, ckpt, images, out) -> subprocess.CompletedProcess:
     """tools/infer.py on ``images`` into ``out``, keeping every box (untrained model)."""
-    return subprocess.run(
-        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(images),
-         '--out-dir', str(out), '--score-thr', '0.0'],
-        cwd=REPO, capture_output=True, text=True, timeout=540)
+    return run_tool('tools/infer.py', cfg_path, ckpt, images, '--out-dir', out,
+                    '--score-thr', '0.0')
 
 
 @pytest.fixture
@@ -37,7 +34,7 @@ def trained_checkpoint(tiny_det_cfg, tmp_path):
     return cfg_path, ckpt
 
 
-def test_infer_folder_with_8bit_16bit_and_dicom(trained_checkpoint, tmp_path):
+def test_infer_folder_with_8bit_16bit_and_dicom(trained_checkpoint, tmp_path, run_tool):
     import pydicom
     cfg_path, ckpt = trained_checkpoint
     images = tmp_path / 'images'
@@ -49,7 +46,7 @@ def test_infer_folder_with_8bit_16bit_and_dicom(trained_checkpoint, tmp_path):
     (images / 'ct.dcm').write_bytes(dicom.read_bytes())
     (images / 'notes.txt').write_text('not an image: ignored')
     out = tmp_path / 'out'
-    proc = run_infer(cfg_path, ckpt, images, out)
+    proc = run_infer(run_tool, cfg_path, ckpt, images, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / 'detections.json').read_text())
     assert sorted(Path(k).name for k in report) == ['ct.dcm', 'gray16.png', 'rgb.png']
@@ -63,11 +60,9 @@ def test_infer_folder_with_8bit_16bit_and_dicom(trained_checkpoint, tmp_path):
     assert (boxes[:, 2] <= 80 + 1e-3).all() and (boxes[:, 3] <= 64 + 1e-3).all()
 
 
-def test_infer_missing_input_says_what_to_pass(trained_checkpoint, tmp_path):
+def test_infer_missing_input_says_what_to_pass(trained_checkpoint, tmp_path, run_tool):
     cfg_path, ckpt = trained_checkpoint
-    proc = subprocess.run(
-        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), str(tmp_path / 'nope')],
-        cwd=REPO, capture_output=True, text=True, timeout=540)
+    proc = run_tool('tools/infer.py', cfg_path, ckpt, tmp_path / 'nope')
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -75,7 +70,7 @@ def test_infer_missing_input_says_what_to_pass(trained_checkpoint, tmp_path):
         'or a folder of images')
 
 
-def test_infer_skips_an_undecodable_file_and_reports_it(trained_checkpoint, tmp_path):
+def test_infer_skips_an_undecodable_file_and_reports_it(trained_checkpoint, tmp_path, run_tool):
     cfg_path, ckpt = trained_checkpoint
     images = tmp_path / 'images'
     images.mkdir()
@@ -84,7 +79,7 @@ def test_infer_skips_an_undecodable_file_and_reports_it(trained_checkpoint, tmp_
         cv2.imwrite(str(images / name), rng.randint(0, 255, (64, 64, 3), np.uint8))
     (images / 'b.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(200))  # truncated PNG
     out = tmp_path / 'out'
-    proc = run_infer(cfg_path, ckpt, images, out)
+    proc = run_infer(run_tool, cfg_path, ckpt, images, out)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert f'warning: skipped {images / "b.png"}' in proc.stderr
     assert proc.stderr.rstrip().splitlines()[-1].startswith('1 of 4 images failed')
@@ -101,7 +96,7 @@ def _write_distinct_images(paths) -> None:
         cv2.imwrite(str(path), rng.randint(0, 255, (48, 40 + 8 * i, 3), np.uint8))
 
 
-def test_inputs_sharing_a_name_get_their_own_pictures(trained_checkpoint, tmp_path):
+def test_inputs_sharing_a_name_get_their_own_pictures(trained_checkpoint, tmp_path, run_tool):
     """k.png and k.jpg in one folder: two pictures (each keeps its extension), not one
     overwritten; a name no other input shares stays <stem>.png."""
     cfg_path, ckpt = trained_checkpoint
@@ -109,7 +104,7 @@ def test_inputs_sharing_a_name_get_their_own_pictures(trained_checkpoint, tmp_pa
     inputs = [images / 'k.png', images / 'k.jpg', images / 'other.jpeg']
     _write_distinct_images(inputs)
     out = tmp_path / 'out'
-    proc = run_infer(cfg_path, ckpt, images, out)
+    proc = run_infer(run_tool, cfg_path, ckpt, images, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     pictures = {'k.png': 'k.png.png', 'k.jpg': 'k.jpg.png', 'other.jpeg': 'other.png'}
     assert sorted(p.name for p in out.glob('*.png')) == sorted(pictures.values())
@@ -118,7 +113,7 @@ def test_inputs_sharing_a_name_get_their_own_pictures(trained_checkpoint, tmp_pa
     assert len(json.loads((out / 'detections.json').read_text())) == 3
 
 
-def test_images_of_the_test_split_keep_their_folders(trained_checkpoint, tmp_path):
+def test_images_of_the_test_split_keep_their_folders(trained_checkpoint, tmp_path, run_tool):
     """Without INPUTS, images of the annotation file in sub-folders: a/k.png and b/k.png get
     out/a/k.png and out/b/k.png."""
     from mmengine.config import Config
@@ -134,9 +129,7 @@ def test_images_of_the_test_split_keep_their_folders(trained_checkpoint, tmp_pat
                                        data_prefix=dict(img='images/'))
     cfg.dump(str(cfg_path))
     out = tmp_path / 'out'
-    proc = subprocess.run(
-        [sys.executable, 'tools/infer.py', str(cfg_path), str(ckpt), '--out-dir', str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=540)
+    proc = run_tool('tools/infer.py', cfg_path, ckpt, '--out-dir', out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(str(p.relative_to(out)) for p in out.rglob('*.png')) == files
     report = json.loads((out / 'detections.json').read_text())
