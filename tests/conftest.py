@@ -91,6 +91,14 @@ def tiny_coco(tmp_path_factory) -> SimpleNamespace:
     return write_tiny_coco(tmp_path_factory.mktemp('tiny_coco'))
 
 
+@pytest.fixture(scope='session')
+def shapes(tmp_path_factory) -> Path:
+    """The shapes dataset of tests/data_helpers.py (4 train, 2 val images), session-wide;
+    read-only: a test that adds files there has its own."""
+    from tests.data_helpers import write_shapes
+    return write_shapes(tmp_path_factory.mktemp('shapes'))
+
+
 def _tiny_retinanet(num_classes: int) -> dict:
     """Stock mmdet RetinaNet shrunk to a few thousand parameters (ResNet-18, 8 base channels)."""
     return dict(
@@ -274,6 +282,19 @@ def run_tool() -> Callable[..., subprocess.CompletedProcess]:
         cmd = [sys.executable] if script.endswith('.py') else ['bash']
         return subprocess.run(cmd + [str(REPO_ROOT / script)] + args, cwd=REPO_ROOT,
                               env=full_env, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope='session')
+def run_tool_ok(run_tool) -> Callable[..., str]:
+    """``run_tool_ok(script, *args, timeout=540)``: :func:`run_tool` that must exit 0 (else
+    the test fails with the end of its output); returns stdout + stderr."""
+
+    def run(script: str, *args, timeout: float = 540) -> str:
+        proc = run_tool(script, *args, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+        return proc.stdout + proc.stderr
 
     return run
 

@@ -17,16 +17,11 @@ from effdet_plugin.datasets.checks import (
     check_evaluator_ann_files,
 )
 from effdet_plugin.datasets.shapes import SHAPE_CLASSES
-from tests.data_helpers import data_args, shape_flags, write_shapes
+from tests.data_helpers import data_args, shape_flags
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 DETSEG = 'configs/medical/effdet-lite0-detseg_nuclei.py'
 MASK_RCNN = 'configs/medical/mask-rcnn_effnet-lite0_bifpn-p2_nuclei.py'
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    return write_shapes(tmp_path_factory.mktemp('shapes'))
 
 
 def test_flags_reach_every_loader_evaluator_and_head(shapes):

@@ -6,16 +6,11 @@ from mmengine.config import Config
 
 from effdet_plugin.cli.data_options import apply_data_options, split_datasets
 from effdet_plugin.cli.runner import load_config
-from tests.data_helpers import data_args, shape_flags, write_shapes
+from tests.data_helpers import data_args, shape_flags
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 COCO = 'configs/effdet_lite0_coco.py'
 MASK_RCNN = 'configs/medical/mask-rcnn_effnet-lite0_bifpn-p2_nuclei.py'
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    return write_shapes(tmp_path_factory.mktemp('shapes'))
 
 
 def _resize_steps(cfg):

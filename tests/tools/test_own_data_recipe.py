@@ -9,29 +9,20 @@ import argparse
 import json
 import pickle
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from effdet_plugin.datasets.shapes import write_shapes_coco
+from tests.data_helpers import shape_flags
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/demo/effdet_lite0_nuclei.py'
 
 
-def _data_flags(root: Path):
-    return ['--data-root', f'{root}/', '--train-ann', 'annotations/train.json', '--val-ann',
-            'annotations/val.json', '--img-prefix', 'images/', '--classes', 'from-json']
-
-
-def _run(*argv, timeout=900):
-    proc = subprocess.run([sys.executable, *map(str, argv)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
+def _flags(root: Path):
+    """The shapes data at ``root``, its classes read from the annotation file."""
+    return shape_flags(root, '--classes', 'from-json')
 
 
 def _val_images(root: Path):
@@ -39,7 +30,7 @@ def _val_images(root: Path):
     return sorted(str(root / 'images' / img['file_name']) for img in coco['images'])
 
 
-def test_test_and_infer_follow_the_data_options(tmp_path):
+def test_test_and_infer_follow_the_data_options(tmp_path, run_tool_ok):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
@@ -51,20 +42,20 @@ def test_test_and_infer_follow_the_data_options(tmp_path):
     write_shapes_coco(root, num_train=2, num_val=2, size=(320, 256))  # small: random weights
     parser = argparse.ArgumentParser()
     add_data_args(parser)
-    cfg = load_config(CONFIG, data_args=parser.parse_args(_data_flags(root)))
+    cfg = load_config(CONFIG, data_args=parser.parse_args(_flags(root)))
     cfg.model.backbone.pop('init_cfg', None)
     ckpt = tmp_path / 'random.pth'
     torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, ckpt)
 
-    out = _run('tools/test.py', CONFIG, ckpt, '--work-dir', tmp_path / 'test', '--out',
-               tmp_path / 'preds.pkl', *_data_flags(root))
+    out = run_tool_ok('tools/test.py', CONFIG, ckpt, '--work-dir', tmp_path / 'test', '--out',
+                      tmp_path / 'preds.pkl', *_flags(root))
     assert f'test={root}/annotations/val.json' in out
     assert "classes=('disc', 'square')" in out
     with open(tmp_path / 'preds.pkl', 'rb') as f:
         preds = pickle.load(f)
     assert sorted(p['img_path'] for p in preds) == _val_images(root)
 
-    _run('tools/infer.py', CONFIG, ckpt, '--out-dir', tmp_path / 'infer', *_data_flags(root))
+    run_tool_ok('tools/infer.py', CONFIG, ckpt, '--out-dir', tmp_path / 'infer', *_flags(root))
     report = json.loads((tmp_path / 'infer' / 'detections.json').read_text())
     assert sorted(report) == _val_images(root)  # no INPUTS: the test split's images
     assert {d['class_name'] for dets in report.values() for d in dets} <= {'disc', 'square'}
@@ -76,7 +67,7 @@ MIN_AP = 0.85
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_recipe_trains_tests_and_infers_on_own_data(tmp_path):
+def test_recipe_trains_tests_and_infers_on_own_data(tmp_path, run_tool_ok):
     """docs/own_data.md recipe (a) as written: make_shapes.py's data (16 + 4 images), the demo
     config's schedule (400 iterations) from the ImageNet Lite0 weights; the AP of the best
     checkpoint on the test split must reach the recipe's floor."""
@@ -86,19 +77,19 @@ def test_recipe_trains_tests_and_infers_on_own_data(tmp_path):
     imagenet = tmp_path / 'lite0_imagenet.pth'
     convert_lite_package(str(imagenet))
     work = tmp_path / 'work'
-    _run('tools/train.py', CONFIG, '--work-dir', work, *_data_flags(root), '--cfg-options',
-         f'model.backbone.init_cfg.checkpoint={imagenet}', timeout=3000)
+    run_tool_ok('tools/train.py', CONFIG, '--work-dir', work, *_flags(root), '--cfg-options',
+                f'model.backbone.init_cfg.checkpoint={imagenet}', timeout=3000)
     best, = work.glob('best_coco_bbox_mAP_iter_*.pth')
 
     # the work dir's config names the data: no options needed any more
     config = work / Path(CONFIG).name
-    out = _run('tools/test.py', config, best, '--work-dir', work / 'test')
+    out = run_tool_ok('tools/test.py', config, best, '--work-dir', work / 'test')
     assert f'test={root}/annotations/val.json' in out
     ap = float(re.search(r'coco/bbox_mAP: ([\d.]+)', out).group(1))
     print(f'own-data recipe: bbox AP {ap:.3f} ({best.name})')
     assert ap >= MIN_AP, out[-3000:]
 
-    _run('tools/infer.py', config, best, '--out-dir', work / 'pred', '--score-thr', '0.5')
+    run_tool_ok('tools/infer.py', config, best, '--out-dir', work / 'pred', '--score-thr', '0.5')
     report = json.loads((work / 'pred' / 'detections.json').read_text())
     assert sorted(report) == _val_images(root)
     confident = [d for dets in report.values() for d in dets if d['score'] > 0.5]

@@ -1,34 +1,19 @@
 """Crowded 8-20 px objects through the real CLIs: check_dataset.py and train.py warn that they
 are small for the model and name an upscale factor; training with it beats the default."""
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from effdet_plugin.datasets.shapes import write_shapes_coco
+from tests.data_helpers import shape_flags
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/demo/effdet_lite0_nuclei.py'
 ITERS = 200
 
 
-def _flags(root: Path):
-    return ['--data-root', f'{root}/', '--train-ann', 'annotations/train.json', '--val-ann',
-            'annotations/val.json', '--img-prefix', 'images/', '--classes', 'from-json']
-
-
-def _run(*argv, timeout=1800):
-    proc = subprocess.run([sys.executable, *map(str, argv)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc.stdout + proc.stderr
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # two trainings of 200 iterations
-def test_following_the_warning_raises_ap(tmp_path):
+def test_following_the_warning_raises_ap(tmp_path, run_tool_ok):
     from effdet_plugin.checkpoint import convert_lite_package
     root = tmp_path / 'small_shapes'
     write_shapes_coco(root, num_train=12, num_val=3, size=(320, 320), object_size=(8, 20),
@@ -36,17 +21,18 @@ def test_following_the_warning_raises_ap(tmp_path):
     imagenet = tmp_path / 'lite0_imagenet.pth'
     convert_lite_package(str(imagenet))
 
-    out = _run('tools/analysis/check_dataset.py', CONFIG, *_flags(root), '--splits', 'train')
+    flags = shape_flags(root, '--classes', 'from-json')
+    out = run_tool_ok('tools/analysis/check_dataset.py', CONFIG, *flags, '--splits', 'train')
     factor = re.search(r'objects are small for the model: .* --img-scale-factor ([\d.]+) ',
                        out).group(1)
 
     aps = {}
     for name, extra in (('default', []), ('upscaled', ['--img-scale-factor', factor])):
         work = tmp_path / name
-        out = _run('tools/train.py', CONFIG, '--work-dir', work, *_flags(root), *extra,
-                   '--cfg-options', f'model.backbone.init_cfg.checkpoint={imagenet}',
-                   f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
-                   f'default_hooks.checkpoint.interval={ITERS}')
+        out = run_tool_ok('tools/train.py', CONFIG, '--work-dir', work, *flags, *extra,
+                          '--cfg-options', f'model.backbone.init_cfg.checkpoint={imagenet}',
+                          f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS}',
+                          f'default_hooks.checkpoint.interval={ITERS}', timeout=1800)
         log, = work.glob('*/*.log')
         for text in (out, log.read_text()):  # the console and the run's log
             assert ('objects are small for the model' in text) == (name == 'default')
