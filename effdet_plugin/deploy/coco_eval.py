@@ -79,10 +79,25 @@ def coco_results(detector, images: List[Tuple[int, str]], read: Callable[[str], 
 
 def evaluate_onnx(onnx_file: str, cfg, split: str = 'val',
                   num_threads: Optional[int] = None) -> Dict[str, float]:
-    """COCO bbox AP of an exported file (with NMS) on the images of ``split``.
+    """COCO bbox AP of an exported file (with NMS) on the images of ``split``
+    (:func:`evaluate_detector` of its :class:`~.onnxruntime_detector.OnnxRuntimeDetector`)."""
+    from .onnxruntime_detector import OnnxRuntimeDetector
+    return evaluate_detector(OnnxRuntimeDetector(onnx_file, num_threads=num_threads), cfg,
+                             split)
 
-    The file's class names (metadata) are matched to the annotation file's categories by
-    name; without names, label ``i`` is the ``i``-th category, mmdet's order.
+
+def evaluate_detector(detector, cfg, split: str = 'val') -> Dict[str, float]:
+    """COCO bbox AP of ``detector`` on the images of ``split``, scored by pycocotools.
+
+    Args:
+        detector: Callable on a BGR image returning ``boxes`` (x1, y1, x2, y2 in image
+            pixels), ``scores`` and ``labels``, with a ``classes`` attribute (names or None),
+            as :class:`~.onnxruntime_detector.OnnxRuntimeDetector`.
+        cfg (Config): Parsed config, data options applied.
+        split (str): Dataset split. Defaults to 'val'.
+
+    The detector's class names are matched to the annotation file's categories by name;
+    without names, label ``i`` is the ``i``-th category, mmdet's order.
 
     Returns:
         dict: ``bbox_mAP``, ``bbox_mAP_50``, ``bbox_mAP_75``, ``bbox_mAP_s/m/l`` and
@@ -91,18 +106,15 @@ def evaluate_onnx(onnx_file: str, cfg, split: str = 'val',
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from .onnxruntime_detector import OnnxRuntimeDetector
-
     ann_file, images = split_images(cfg, split)
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO(ann_file)
     categories = gt.loadCats(gt.getCatIds())
-    detector = OnnxRuntimeDetector(onnx_file, num_threads=num_threads)
     if detector.classes:
         by_name = {cat['name']: cat['id'] for cat in categories}
         missing = [name for name in detector.classes if name not in by_name]
         if missing:
-            raise ValueError(f'{onnx_file} detects {missing}, which {ann_file} has no category '
+            raise ValueError(f'the model detects {missing}, which {ann_file} has no category '
                              'for: evaluate it on the data it was trained for')
         category_ids = [by_name[name] for name in detector.classes]
     else:

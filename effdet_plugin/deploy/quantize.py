@@ -35,8 +35,8 @@ DEFAULT_CALIB_IMAGES = 64
 #: Parts that can be kept float (``--keep-float``): the conv reading the image, the convs whose
 #: maps leave the network (the head's class and box predictions), the head's box subnet.
 KEEP_FLOAT = ('input-conv', 'output-convs', 'box-branch')
-#: Float by default: quantising the box subnet cost 0.03-0.05 bbox AP on the two trained
-#: models measured (docs/deploy.md), the rest of the network about 0.002.
+#: Float by default: quantising the box subnet cost 0.035 and 0.054 bbox AP on the two trained
+#: models measured, the backbone or the BiFPN alone 0.001-0.002 (docs/deploy_at_scale.md).
 DEFAULT_KEEP_FLOAT = ('box-branch', )
 #: Name prefix of the box subnet's convs in an export of ``EffDetHead`` (``reg_convs``,
 #: ``reg_pred``).
@@ -65,9 +65,9 @@ def network_nodes(graph) -> List[str]:
 
 def keep_float_nodes(graph, which: Sequence[str]) -> List[str]:
     """Nodes of ``graph`` named by :data:`KEEP_FLOAT` entries: ``input-conv``, the first
-    conv (no conv before it) and what feeds it (its padding); ``output-convs``, the convs that feed no other conv;
-    ``box-branch``, the box subnet's convs (:data:`BOX_BRANCH_PREFIX`) and every node that
-    only they depend on (their activations and padding)."""
+    conv (no conv before it) and what feeds it (its padding); ``output-convs``, the convs that
+    feed no other conv; ``box-branch``, the box subnet's convs (:data:`BOX_BRANCH_PREFIX`)
+    and every node that only they depend on (their activations and padding)."""
     convs = [node for node in graph.node if node.op_type == 'Conv']
     names = []
     if 'input-conv' in which:
@@ -85,13 +85,21 @@ def keep_float_nodes(graph, which: Sequence[str]) -> List[str]:
     return names
 
 
-def fold_pool_padding(model) -> int:
-    """Move the ``-inf`` padding of TF-"SAME" max-pools (a ``Pad`` node before ``MaxPool``
-    nodes) into the pools' ``pads``, which pad the same way; returns the number folded.
+def _pads_attribute_reader(node, kind: str, tensor: str) -> bool:
+    """``node`` is a ``kind`` node that reads ``tensor`` as its data input and pads by its
+    ``pads`` attribute (no ``auto_pad``)."""
+    return node.op_type == kind and node.input[0] == tensor and all(
+        attr.s in (b'', b'NOTSET') for attr in node.attribute if attr.name == 'auto_pad')
 
-    The quantiser would otherwise calibrate the padded map, whose range reaches ``-inf``, and
-    give it (and the pool, which shares its input's scale) an infinite scale. The float
-    result does not change.
+
+def fold_padding(model) -> int:
+    """Move explicit ``Pad`` nodes into the ``pads`` of the nodes that read them: zeros before
+    a ``Conv``, ``-inf`` before a ``MaxPool`` (which pad that way); returns the number folded.
+
+    TF-"SAME" convs and max-pools export as a ``Pad`` node and the layer. A ``-inf`` padded
+    map would be calibrated to an infinite range, giving it (and the pool, which shares its
+    input's scale) an infinite scale; a zero ``Pad`` is a copy of the map that costs time in
+    float and in int8. The float result does not change.
     """
     from onnx import helper, numpy_helper
     graph = model.graph
@@ -99,34 +107,36 @@ def fold_pool_padding(model) -> int:
     outputs = {value.name for value in graph.output}
     folded = []
     for pad in graph.node:
-        if (pad.op_type != 'Pad' or len(pad.input) < 3 or pad.output[0] in outputs
-                or any(a.name == 'mode' and a.s != b'constant' for a in pad.attribute)
-                or pad.input[1] not in consts or pad.input[2] not in consts):
+        if (pad.op_type != 'Pad' or pad.output[0] in outputs or pad.input[1] not in consts
+                or any(a.name == 'mode' and a.s != b'constant' for a in pad.attribute)):
             continue
-        value, pads = consts[pad.input[2]], consts[pad.input[1]].tolist()
-        # -inf on height and width only, no cropping
-        if (value.size != 1 or float(value) != float('-inf') or len(pads) != 8
-                or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0):
+        has_value = len(pad.input) > 2 and pad.input[2]
+        if has_value and pad.input[2] not in consts:
             continue
-        pools = [node for node in graph.node if pad.output[0] in node.input]
-        if not pools or any(node.op_type != 'MaxPool' or any(
-                a.name == 'auto_pad' and a.s not in (b'', b'NOTSET') for a in node.attribute)
-                            for node in pools):
+        value = float(consts[pad.input[2]]) if has_value else 0.0
+        pads = consts[pad.input[1]].tolist()
+        kind = {0.0: 'Conv', float('-inf'): 'MaxPool'}.get(value)
+        # height and width only (N, C, H, W), no cropping
+        if kind is None or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
             continue
-        for pool in pools:
-            old = [a for a in pool.attribute if a.name == 'pads']
+        readers = [node for node in graph.node if pad.output[0] in node.input]
+        if not readers or not all(_pads_attribute_reader(node, kind, pad.output[0])
+                                  for node in readers):
+            continue
+        for node in readers:
+            old = [a for a in node.attribute if a.name == 'pads']
             total = [p + q for p, q in zip(list(old[0].ints) if old else [0] * 4,
                                            pads[2:4] + pads[6:8])]
             for attr in old:
-                pool.attribute.remove(attr)
-            pool.attribute.append(helper.make_attribute('pads', total))
-            pool.input[0] = pad.input[0]
+                node.attribute.remove(attr)
+            node.attribute.append(helper.make_attribute('pads', total))
+            node.input[0] = pad.input[0]
         folded.append(pad)
     for pad in folded:
         graph.node.remove(pad)
     used = {name for node in graph.node for name in node.input}
     for init in [init for init in graph.initializer if init.name not in used]:
-        graph.initializer.remove(init)  # the pads and -inf of the folded nodes
+        graph.initializer.remove(init)  # the pads and values of the folded nodes
     return len(folded)
 
 
@@ -179,7 +189,7 @@ def quantize_onnx(onnx_file: str,
                   out_file: str,
                   reader,
                   calib_method: str = 'minmax',
-                  keep_float: Sequence[str] = (),
+                  keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT,
                   metadata: Optional[Dict[str, str]] = None) -> Dict:
     """Quantise the network of ``onnx_file`` to int8 (QDQ) into ``out_file``.
 
@@ -192,7 +202,7 @@ def quantize_onnx(onnx_file: str,
             full range), ``entropy`` or ``percentile`` (99.999th; both hold every calibration
             activation in memory). Defaults to 'minmax'.
         keep_float (Sequence[str]): :data:`KEEP_FLOAT` entries to leave float.
-            Defaults to ().
+            Defaults to :data:`DEFAULT_KEEP_FLOAT` (the box subnet).
         metadata (dict[str, str], optional): Extra ``metadata_props`` for ``out_file``.
             Defaults to None.
 
@@ -212,7 +222,7 @@ def quantize_onnx(onnx_file: str,
         prepared = osp.join(tmp, 'prepared.onnx')
         quant_pre_process(onnx_file, prepared)
         model = onnx.load(prepared)
-        fold_pool_padding(model)
+        fold_padding(model)
         _name_nodes(model)
         onnx.save(model, prepared)
         excluded = set(keep_float_nodes(model.graph, keep_float))
@@ -229,6 +239,7 @@ def quantize_onnx(onnx_file: str,
                  if node.op_type == 'QuantizeLinear' and node.input[1] in scales
                  and not np.isfinite(numpy_helper.to_array(scales[node.input[1]])).all()]
     if unbounded:
+        os.remove(out_file)  # unusable
         raise ValueError(f'calibration found {len(unbounded)} activation(s) with an infinite '
                          f'or NaN range (first: {unbounded[0]}): run the float file on the '
                          'calibration images and check its maps are finite')
@@ -245,8 +256,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(
         description='Quantise an exported EfficientDet to int8 (onnxruntime, QDQ), calibrated '
-        'on training images; post-processing stays float',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        'on training images; post-processing stays float')
     parser.add_argument('model', help='float .onnx file of tools/deploy/export_onnx.py')
     parser.add_argument('--config', required=True,
                         help='the config the model was trained with (its training data '
@@ -256,13 +266,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='training images to calibrate on, spread over the training set '
                         f'(default: {DEFAULT_CALIB_IMAGES}, or all when there are fewer)')
     parser.add_argument('--calib-method', choices=CALIB_METHODS, default='minmax',
-                        help='activation ranges: full range, or entropy / percentile '
-                        'histograms (memory grows with N)')
+                        help='activation ranges: full range (default), or entropy / '
+                        'percentile histograms (memory grows with N)')
     parser.add_argument('--keep-float', nargs='+', choices=KEEP_FLOAT + ('none', ),
                         default=list(DEFAULT_KEEP_FLOAT),
                         help='parts to leave float: the first conv (reads the image), the '
-                        "last convs (the head's predictions), the head's box subnet; 'none' "
-                        'quantises the whole network')
+                        "last convs (the head's predictions), the head's box subnet "
+                        "(default: box-branch); 'none' quantises the whole network")
     add_data_args(parser)
     return parser.parse_args(argv)
 
