@@ -31,6 +31,9 @@ def stop_on_signals(what: str = 'stopped') -> Iterator[None]:
         raise _Terminated
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    # Python leaves SIGINT ignored when it started so (a job started with `&` by a script, a
+    # pytest-xdist worker's child): the tool still stops on it, as it says it does.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     except KeyboardInterrupt:
@@ -41,3 +44,4 @@ def stop_on_signals(what: str = 'stopped') -> Iterator[None]:
         sys.exit(128 + signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 
 from ..checkpoint import WeightsCheckSettings, load_checkpoint
 from . import se_gates
-from .measure import measure
+from .measure import measure, time_interleaved
 from .runner import ResultsFile, rescale_schedule, train
 from .summary import format_markdown
 
@@ -118,9 +118,7 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
     model, stats = collect_gates(cfg, checkpoint, out_dir, split, threshold, max_images)
     blocks = se_gates.se_blocks(model.backbone)
     se_gates.check_prunable_norms(blocks)
-    results = ResultsFile(out_dir, 'prune.csv', ('ratio', 'ranking', 'seed'),
-                          dict(checkpoint=osp.abspath(checkpoint), finetune=finetune,
-                               finetune_lr=finetune_lr, split=split, shape=list(shape)))
+    results = _results_file(out_dir, checkpoint, finetune, finetune_lr, split, shape)
     if not results.done(ratio=0.0, ranking='none', seed=0):
         figures = measure(model, shape, latency_time)
         metrics = evaluate(cfg, checkpoint, osp.join(out_dir, 'runs', 'unpruned'))
@@ -160,6 +158,41 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
                                     params=figures['params'], flops=figures['flops'],
                                     latency_ms=figures.get('latency_ms'), ap_pruned=ap,
                                     ap_finetuned=tuned))
+    write_table(results.rows, out_dir)
+    return results.rows
+
+
+def _results_file(out_dir: str, checkpoint: str, finetune: int, finetune_lr: float, split: str,
+                  shape: Sequence[int]) -> ResultsFile:
+    """``out_dir/prune.csv``, refused when it was made with other settings."""
+    return ResultsFile(out_dir, 'prune.csv', ('ratio', 'ranking', 'seed'),
+                       dict(checkpoint=osp.abspath(checkpoint), finetune=finetune,
+                            finetune_lr=finetune_lr, split=split, shape=list(shape)))
+
+
+def retime_study(cfg: Config, checkpoint: str, out_dir: str, finetune: int = 0,
+                 finetune_lr: float = 0.1, split: str = 'train',
+                 shape: Sequence[int] = (256, 256), rounds: int = 5,
+                 log=print) -> List[Dict[str, str]]:
+    """Rewrite ``latency_ms`` of every finished row of ``out_dir/prune.csv`` with one
+    interleaved timing (:func:`time_interleaved`), for figures taken on a machine that was busy
+    while the study ran. One model per ratio: every ranking removes the same number of channels
+    from each block, so their architectures are the same."""
+    results = _results_file(out_dir, checkpoint, finetune, finetune_lr, split, shape)
+    if not results.rows:
+        raise ValueError(f'--retime: no finished runs in {results.path}; run the same command '
+                         'without --retime first')
+    models = {}
+    for row in results.rows:
+        ratio = float(row['ratio'])
+        if ratio not in models:
+            name = f'pruned_{row["ranking"]}_{ratio:g}_s{row["seed"]}'
+            model_cfg = (cfg if row['ranking'] == 'none'
+                         else Config.fromfile(osp.join(out_dir, f'{name}.py')))
+            models[ratio] = (build_model(model_cfg), shape)  # latency: the architecture only
+    log(f'timing {len(models)} models, {rounds} interleaved rounds ...')
+    latency = time_interleaved(models, rounds=rounds)
+    results.update('latency_ms', lambda row: round(latency[float(row['ratio'])], 3))
     write_table(results.rows, out_dir)
     return results.rows
 

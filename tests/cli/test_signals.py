@@ -13,10 +13,21 @@ from effdet_plugin.cli.work_dir_lock import LOCK_NAME
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _children(pid: int) -> list:
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read()
+    except FileNotFoundError:
+        return b''
+
+
+def _workers(pid: int) -> list:
+    """The dataloader workers of ``pid``: its forked children (same command line). Other
+    children, such as the shell and nvcc that mmengine's environment report starts during
+    set-up, do not count."""
     out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(pid)], capture_output=True,
                          text=True).stdout
-    return [int(p) for p in out.split()]
+    return [int(p) for p in out.split() if _cmdline(int(p)) == _cmdline(pid)]
 
 
 def _alive(pid: int) -> bool:
@@ -28,8 +39,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-# Under pytest-xdist (make test) the training child inherits the worker's signal handling and
-# hung: run in the serial slow tier until that is fixed.
+# Slow tier: the SIGTERM case exits 1 instead of 143 in about half of the runs (seen serially
+# and under pytest-xdist, 2026-12-03), with nothing printed after the config; cause open.
 @pytest.mark.slow
 @pytest.mark.parametrize('sig, said', [(signal.SIGINT, 'Ctrl-C (SIGINT)'),
                                        (signal.SIGTERM, 'SIGTERM')])
@@ -56,11 +67,11 @@ def test_signal_leaves_no_worker_behind(sig, said, tiny_det_cfg, tmp_path):
                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 300
-        while len(_children(proc.pid)) < 2:
+        while len(_workers(proc.pid)) < 2:
             assert proc.poll() is None, log_file.read_text()[-3000:]
             assert time.time() < deadline, 'the dataloader workers did not start'
             time.sleep(0.2)
-        workers = _children(proc.pid)
+        workers = _workers(proc.pid)
         proc.send_signal(sig)
         assert proc.wait(timeout=120) == 128 + sig, log_file.read_text()[-3000:]
     finally:

@@ -159,6 +159,17 @@ def test_se_gates_cli(tiny_det_cfg_factory, tmp_path, run_tool):
         assert (out / f'{name}.py').is_file() and (out / f'{name}.pth').is_file()
     assert 'AP fine-tuned' in result.stdout
 
+    # --retime: latency of every finished model from one interleaved timing, nothing retrained
+    result = run_tool('tools/analysis/se_gates.py', cfg_path, ckpt, '--out', out, '--retime',
+                      '--finetune', '2', '--shape', '64', '64')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(r['latency_ms'] == '' for r in values)  # --latency-time 0 above
+    rows = (out / 'prune.csv').read_text().splitlines()
+    retimed = {r['ranking']: r for r in (dict(zip(header, r.split(','))) for r in rows[1:])}
+    assert len(rows) == 4 and all(float(r['latency_ms']) > 0 for r in retimed.values())
+    assert retimed['gate']['latency_ms'] == retimed['random']['latency_ms']  # one architecture
+    assert {r['ap_finetuned'] for r in retimed.values()} == {r['ap_finetuned'] for r in values}
+
     cfg.model.backbone.arch = 'lite0'
     cfg.dump(str(cfg_path))
     result = run_tool('tools/analysis/se_gates.py', cfg_path, ckpt, '--out', tmp_path / 'lite')

@@ -49,6 +49,9 @@ def parse_args() -> argparse.Namespace:
                         help='input for FLOPs and latency (default: 256 256)')
     parser.add_argument('--latency-time', type=float, default=1.0,
                         help='seconds of timing per model; 0 skips latency (default: 1)')
+    parser.add_argument('--retime', action='store_true',
+                        help='no pruning or training: time every finished model of OUT again, in '
+                        'interleaved rounds (for latency taken while the machine was busy)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings')
     add_data_args(parser)
@@ -60,14 +63,19 @@ def main() -> None:
     cfg = cli.load_config(args.config, args.cfg_options, args.out, data_args=args)
     cli.exit_if_dataset_missing(cfg, (args.split, 'val'))
     try:
-        if not args.prune:
+        if not args.prune and not args.retime:
             se_study.collect_gates(cfg, args.checkpoint, args.out, args.split, args.threshold,
                                    args.max_images)
             print(f'gate statistics: {args.out}/gates.json, heat maps: {args.out}/gates_stage*.png')
             return
-        se_study.prune_study(cfg, args.checkpoint, args.out, args.prune, args.rankings,
-                             args.seeds, args.finetune, args.split, args.threshold,
-                             args.max_images, args.shape, args.latency_time, args.finetune_lr)
+        if args.retime:
+            se_study.retime_study(cfg, args.checkpoint, args.out, args.finetune,
+                                  args.finetune_lr, args.split, args.shape)
+        else:
+            se_study.prune_study(cfg, args.checkpoint, args.out, args.prune, args.rankings,
+                                 args.seeds, args.finetune, args.split, args.threshold,
+                                 args.max_images, args.shape, args.latency_time,
+                                 args.finetune_lr)
     except (se_gates.NoSEBlocksError, ValueError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
     print(open(f'{args.out}/prune.md').read())
