@@ -28,7 +28,6 @@ Example:
         data/nuclei/val/ --out-dir outputs/ --batch-size 8 --no-vis --resume
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -113,22 +112,16 @@ def output_names(files: Sequence[str]) -> Dict[str, str]:
 
 def test_split_images(cfg) -> Tuple[List[str], str]:
     """Paths of the images listed in the test dataset's annotation file, and that file."""
-    from ..cli.data_options import join_root, split_datasets
+    from .coco_eval import split_images
 
-    datasets = split_datasets(cfg, 'test')
-    if not datasets or not datasets[0][1].get('ann_file'):
+    try:
+        ann_file, images = split_images(cfg, 'test')
+    except ValueError:
         raise ValueError('no INPUTS given and the config has no test annotation file: pass '
-                         'an image or a folder')
-    dataset = datasets[0][1]
-    root = dataset.get('data_root')
-    ann_file = join_root(root, dataset['ann_file'])
-    if not osp.isfile(ann_file):
-        raise FileNotFoundError(f"no INPUTS given and the test annotation file '{ann_file}' "
-                                'does not exist: pass images, or --data-root/--test-ann')
-    with open(ann_file) as f:
-        images = json.load(f).get('images') or []
-    prefix = join_root(root, (dataset.get('data_prefix') or {}).get('img', ''))
-    return [join_root(prefix, img['file_name']) for img in images], ann_file
+                         'an image or a folder') from None
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'no INPUTS given and {e}; or pass images') from None
+    return [path for _, path in images], ann_file
 
 
 def build_loaders(test_pipeline: list) -> list:
