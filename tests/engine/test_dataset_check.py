@@ -79,6 +79,7 @@ def test_check_dataset_cli_errors_like_train(tiny_det_cfg, tmp_path, run_tool):
 def test_config_and_dataset_name_the_same_missing_paths(tiny_det_cfg, tmp_path):
     """One path check: the config check and RobustCocoDataset report the same paths."""
     from mmdet.registry import DATASETS
+    from mmengine.registry import DefaultScope
 
     import effdet_plugin  # noqa: F401  (registers RobustCocoDataset)
     cfg = _point_at_missing_coco(tiny_det_cfg(), tmp_path)
@@ -90,7 +91,9 @@ def test_config_and_dataset_name_the_same_missing_paths(tiny_det_cfg, tmp_path):
         f"image folder '{tmp_path}/data/coco/train2017/'"]
     with pytest.raises(DatasetNotFoundError) as from_config:
         check_dataset_paths(cfg)
-    with pytest.raises(DatasetNotFoundError) as from_dataset:
+    # in mmdet's scope whatever scope an earlier test in this process left current
+    with DefaultScope.overwrite_default_scope('mmdet'), \
+            pytest.raises(DatasetNotFoundError) as from_dataset:
         DATASETS.build(dataset)
     assert all(p in str(from_config.value) and p in str(from_dataset.value) for p in missing)
     assert 'data/README.md' in str(from_dataset.value)
