@@ -22,6 +22,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
 
 from tests.forked_tool import can_fork, run_forked
 
@@ -250,6 +251,17 @@ def _restore_torch_global_state():
     torch.use_deterministic_algorithms(det, warn_only=det_warn)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _restore_default_scope():
+    """A Runner or ``DefaultScope.get_instance`` leaves its scope current for the rest of the
+    process, so a later test's registry lookups would depend on which tests ran before it in the
+    same worker; put back the scopes that existed before each test."""
+    scopes = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(scopes)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -10,23 +10,16 @@ import numpy as np
 import pytest
 
 from effdet_plugin.cli import check_dataset
-from effdet_plugin.datasets.checks import (
-    AnchorLevel,
-    AnchorSpec,
-    anchor_fit,
-    anchor_warnings,
-    best_anchor_iou,
-    format_anchor_fit,
-)
-from effdet_plugin.datasets.checks.anchors import CANDIDATE_FACTORS
+from effdet_plugin.datasets.checks import anchors
 from tests.data_helpers import shape_flags, write_shapes, write_small_shapes
 
 DEMO = 'configs/demo/effdet_lite0_nuclei.py'
 REPO = Path(__file__).resolve().parents[2]
 # EfficientDet-Lite0's stride-8 level alone: 24 px square anchors centred at 4 + 8k
-LITE0_P3 = AnchorSpec((AnchorLevel(8.0, 4.0, ((24.0, 24.0), )), ), pos_iou_thr=0.5)
+LITE0_P3 = anchors.AnchorSpec((anchors.AnchorLevel(8.0, 4.0, ((24.0, 24.0), )), ), pos_iou_thr=0.5)
 # and its 48 px stride-16 level
-TWO_LEVELS = AnchorSpec(LITE0_P3.levels + (AnchorLevel(16.0, 8.0, ((48.0, 48.0), )), ), 0.5)
+TWO_LEVELS = anchors.AnchorSpec(
+    LITE0_P3.levels + (anchors.AnchorLevel(16.0, 8.0, ((48.0, 48.0), )), ), 0.5)
 
 
 def _squares(centers, side):
@@ -37,13 +30,13 @@ def _squares(centers, side):
 def test_best_iou_is_the_nearest_grid_anchor():
     # 17 px box centred on an anchor centre: 17^2 / 24^2; shifted by half a cell in x: lower
     boxes = _squares([[36, 36], [40, 36]], 17)
-    ious = best_anchor_iou(boxes, LITE0_P3)
+    ious = anchors.best_anchor_iou(boxes, LITE0_P3)
     assert ious[0] == pytest.approx(289 / 576)
     inter = 16.5 * 17  # box x [31.5, 48.5], nearest anchors x [24, 48] or [32, 56]
     assert ious[1] == pytest.approx(inter / (289 + 576 - inter))
     # a box equal to an anchor: IoU 1; an empty input: no IoUs
-    assert best_anchor_iou(_squares([[12, 20]], 24), LITE0_P3)[0] == pytest.approx(1.0)
-    assert best_anchor_iou(np.zeros((0, 4)), LITE0_P3).shape == (0, )
+    assert anchors.best_anchor_iou(_squares([[12, 20]], 24), LITE0_P3)[0] == pytest.approx(1.0)
+    assert anchors.best_anchor_iou(np.zeros((0, 4)), LITE0_P3).shape == (0, )
 
 
 def test_shares_per_class_and_the_factor():
@@ -52,26 +45,26 @@ def test_shares_per_class_and_the_factor():
     small = _squares(centers[:100], 11)  # IoU <= 0.21: never matched
     fine = _squares(centers[100:], 26)  # matched wherever it lies
     boxes = np.concatenate([small, fine])
-    fit = anchor_fit(boxes, [0] * 100 + [1] * 100, ['dot', 'blob'], TWO_LEVELS)
+    fit = anchors.anchor_fit(boxes, [0] * 100 + [1] * 100, ['dot', 'blob'], TWO_LEVELS)
     assert fit.objects == 200 and fit.unmatched == pytest.approx(0.5)
     assert fit.per_class == {'dot': (100, 1.0), 'blob': (100, 0.0)}
 
     # the factor: the smallest candidate after which at most 10% stay unmatched
     def share(factor):
-        return (best_anchor_iou(boxes * factor, TWO_LEVELS) < 0.5).mean()
+        return (anchors.best_anchor_iou(boxes * factor, TWO_LEVELS) < 0.5).mean()
 
     assert fit.too_small and fit.factor == 2.0 and share(2.0) <= 0.1
-    assert all(share(f) > 0.1 for f in CANDIDATE_FACTORS if f < 2.0)
+    assert all(share(f) > 0.1 for f in anchors.CANDIDATE_FACTORS if f < 2.0)
     assert fit.unmatched_after == pytest.approx(share(2.0))
-    warning, = anchor_warnings(fit)
+    warning, = anchors.anchor_warnings(fit)
     assert '50% of 200 training objects' in warning and 'dot 100%, blob 0%' in warning
     assert '--img-scale-factor 2 ' in warning and 'stride 8, anchors 24-24 px' in warning
     # measured on data already upscaled 1.5x: the flag names the total factor
-    assert '--img-scale-factor 3 ' in anchor_warnings(fit, 1.5)[0]
-    assert 'dot 100% of 100' in format_anchor_fit(fit)
+    assert '--img-scale-factor 3 ' in anchors.anchor_warnings(fit, 1.5)[0]
+    assert 'dot 100% of 100' in anchors.format_anchor_fit(fit)
     # objects that fit: no factor, no warning
-    fit = anchor_fit(fine, [1] * 100, ['dot', 'blob'], TWO_LEVELS)
-    assert not fit.too_small and fit.factor is None and anchor_warnings(fit) == []
+    fit = anchors.anchor_fit(fine, [1] * 100, ['dot', 'blob'], TWO_LEVELS)
+    assert not fit.too_small and fit.factor is None and anchors.anchor_warnings(fit) == []
 
 
 @pytest.fixture(scope='module')

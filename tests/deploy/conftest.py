@@ -1,6 +1,7 @@
 """Fixtures of the deployment tests: the demo model with random weights and a nuclei image."""
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import cv2
@@ -12,7 +13,10 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import effdet_plugin  # noqa: F401
+from effdet_plugin.deploy import preprocess
 from effdet_plugin.deploy.random_weights import realistic_random_detector
+
+DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
 
 
 def build_model(config: Path, x: Optional[torch.Tensor] = None, seed: int = 0, **test_cfg):
@@ -31,6 +35,22 @@ def build_model(config: Path, x: Optional[torch.Tensor] = None, seed: int = 0, *
     if x is not None:
         realistic_random_detector(model, x, seed)
     return cfg, model
+
+
+def hard_nms_demo(root: Path, image: np.ndarray) -> SimpleNamespace:
+    """The demo with hard NMS (soft-NMS cannot be exported) written under ``root``: its
+    ``config`` file, ``cfg``, a ``model`` whose random weights act like a trained model's on
+    ``image`` (BGR), and that model's ``checkpoint`` as the tools load it."""
+    config = root / 'demo_hard_nms.py'
+    config.write_text(f"_base_ = '{DEMO}'\nmodel = dict(test_cfg=dict(nms=dict("
+                      "_delete_=True, type='nms', iou_threshold=0.5)))\n")
+    cfg, model = build_model(config)
+    batch, _ = preprocess(image, cfg.model.data_preprocessor.mean, cfg.model.data_preprocessor.std)
+    realistic_random_detector(model, torch.from_numpy(batch))
+    checkpoint = root / 'demo.pth'
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=dict(classes=('nucleus', )))), checkpoint)
+    return SimpleNamespace(config=config, cfg=cfg, model=model, checkpoint=checkpoint)
 
 
 @pytest.fixture(scope='session')

@@ -12,11 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from effdet_plugin.deploy import infer, preprocess
+from effdet_plugin.deploy import infer
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
-from effdet_plugin.deploy.random_weights import realistic_random_detector
+from tests.deploy.conftest import hard_nms_demo
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / 'configs/demo/effdet_lite0_nuclei.py'
@@ -26,27 +25,18 @@ SIZES = [(128, 128)] * 5 + [(128, 256)] * 4 + [(96, 160)] * 3
 
 
 @pytest.fixture(scope='module')
-def demo(random_detector, nuclei_image, tmp_path_factory):
+def demo(nuclei_image, tmp_path_factory):
     """The demo model with realistic random weights (checkpoint and a hard-NMS config for its
     ONNX export) and a folder of nuclei crops of the sizes in SIZES."""
     root = tmp_path_factory.mktemp('at_scale')
-    config = root / 'demo_hard_nms.py'  # soft-NMS cannot be exported
-    config.write_text(f"_base_ = '{DEMO}'\nmodel = dict(test_cfg=dict(nms=dict("
-                      "_delete_=True, type='nms', iou_threshold=0.5)))\n")
-    cfg, model = random_detector(config)
-    batch, _ = preprocess(nuclei_image[:128, :256], cfg.model.data_preprocessor.mean,
-                          cfg.model.data_preprocessor.std)
-    realistic_random_detector(model, torch.from_numpy(batch))
-    checkpoint = root / 'demo.pth'
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=('nucleus', )))), checkpoint)
+    demo = hard_nms_demo(root, nuclei_image[:128, :256])
     images = root / 'images'
     images.mkdir()
     for i, (h, w) in enumerate(SIZES):  # different crops: every image its own detections
         y, x = (7 * i) % (256 - h), (11 * i) % (256 - w + 1)
         cv2.imwrite(str(images / f'img{i:02d}.png'), nuclei_image[y:y + h, x:x + w])
-    return dict(root=root, config=config, model=model, cfg=cfg, checkpoint=checkpoint,
-                images=images)
+    return dict(root=root, config=demo.config, model=demo.model, cfg=demo.cfg,
+                checkpoint=demo.checkpoint, images=images)
 
 
 def run(demo, out_dir, *extra):

@@ -8,30 +8,22 @@ import pytest
 import torch
 from mmdet.structures.bbox import bbox_overlaps
 
-from effdet_plugin.deploy import infer, preprocess
+from effdet_plugin.deploy import infer
 from effdet_plugin.deploy.onnx_export import export_onnx, preprocess_metadata
-from effdet_plugin.deploy.random_weights import realistic_random_detector
+from tests.deploy.conftest import hard_nms_demo
 
 DEMO = Path(__file__).resolve().parents[2] / 'configs/demo/effdet_lite0_nuclei.py'
 
 
-def test_same_json_and_pictures_as_pytorch(nuclei_image, random_detector, tmp_path, run_tool):
+def test_same_json_and_pictures_as_pytorch(nuclei_image, tmp_path, run_tool):
     # the demo with hard NMS (soft-NMS cannot be exported)
-    config = tmp_path / 'demo_hard_nms.py'
-    config.write_text(f"_base_ = '{DEMO}'\nmodel = dict(test_cfg=dict(nms=dict("
-                      "_delete_=True, type='nms', iou_threshold=0.5)))\n")
     nuclei_image = nuclei_image[:, :128]  # 256x128: seconds, not a minute
     image = tmp_path / 'images' / 'strip.png'
     image.parent.mkdir()
     cv2.imwrite(str(image), nuclei_image)
     shape = nuclei_image.shape[:2]  # a multiple of 128: no padding in either backend
-    cfg, model = random_detector(config)
-    batch, _ = preprocess(nuclei_image, cfg.model.data_preprocessor.mean,
-                          cfg.model.data_preprocessor.std)
-    realistic_random_detector(model, torch.from_numpy(batch))
-    checkpoint = tmp_path / 'demo.pth'
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=('nucleus', )))), checkpoint)
+    demo = hard_nms_demo(tmp_path, nuclei_image)
+    config, cfg, model, checkpoint = demo.config, demo.cfg, demo.model, demo.checkpoint
     onnx_file = tmp_path / 'demo.onnx'
     export_onnx(model, str(onnx_file), shape, metadata=preprocess_metadata(cfg, shape,
                                                                            ('nucleus', )))

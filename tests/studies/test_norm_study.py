@@ -13,11 +13,7 @@ from tests.data_helpers import pixel_free_coco_flags
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/demo/effdet_d0_nuclei_scratch.py'
-
-
-@pytest.fixture(autouse=True)
-def _repo_cwd(monkeypatch):
-    monkeypatch.chdir(REPO)
+pytestmark = pytest.mark.usefixtures('repo_cwd')
 
 
 def test_norm_configs_set_every_part():

@@ -17,11 +17,7 @@ from tests.data_helpers import pixel_free_coco_flags
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/medical/effdet-lite0_nuclei.py'
-
-
-@pytest.fixture(autouse=True)
-def _repo_cwd(monkeypatch):
-    monkeypatch.chdir(REPO)
+pytestmark = pytest.mark.usefixtures('repo_cwd')
 
 
 def test_rescale_schedule_keeps_warmup_and_cosine_proportions():
