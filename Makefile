@@ -34,10 +34,12 @@ lint: setup
 TEST_WORKERS ?= 2
 test: setup
 	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
-	$(call run_pytest,-m "not slow" -n $(TEST_WORKERS) --dist loadfile tests/)
+	$(call run_pytest,-m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=25 tests/)
 
+# The slow tier is spread the same way; each test file that trains reports its own figures.
 test-slow: setup
-	@$(call run_pytest,-m slow tests/)
+	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
+	$(call run_pytest,-m slow -n $(TEST_WORKERS) --dist loadfile --durations=0 tests/)
 
 demo: setup
 	bash scripts/demo.sh
