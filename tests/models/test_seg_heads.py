@@ -189,3 +189,17 @@ def test_arch_gives_bifpn_width_and_strides(arch, channels, strides):
     head = MODELS.build(dict(type='EffDetSegHead', num_classes=2, arch=arch))
     assert head.in_channels == channels and head.featmap_strides == strides
     assert head.conv_seg.in_channels == channels  # feat_channels follows the BiFPN width
+
+
+@pytest.mark.parametrize('norm_cfg', [dict(type='BN'), dict(type='GN', num_groups=4)])
+def test_norm_eval_keeps_the_norms_frozen_in_training(norm_cfg):
+    head = build_head(norm_cfg=norm_cfg, norm_eval=True).train()
+    norm_types = (torch.nn.BatchNorm2d, torch.nn.GroupNorm)
+    norms = [m for m in head.modules() if isinstance(m, norm_types)]
+    assert norms and not any(m.training for m in norms)
+    assert head.training and head.conv_seg.training
+    assert all(m.training for m in build_head(norm_cfg=norm_cfg).train().modules())
+    if norm_cfg['type'] == 'BN':  # eval-mode BN: running statistics stay where they were
+        before = [m.running_mean.clone() for m in norms]
+        head(neck_like(torch.rand(2, 3, 64, 64)))
+        assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))

@@ -21,12 +21,12 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from ..layers import SeparableConvModule
-from ..utils.norm import load_bn_into_statfree_norms, norm_cfg_for
+from ..utils.norm import NormEvalMixin, load_bn_into_statfree_norms, norm_cfg_for
 from ..utils.scaling import get_det_scale
 
 
 @MODELS.register_module()
-class EffDetSegHead(BaseSemanticHead):
+class EffDetSegHead(NormEvalMixin, BaseSemanticHead):
     """Semantic segmentation head of EfficientDet.
 
     ``in_levels`` picks neck outputs (indices into the neck's tuple, finest first); coarser
@@ -65,6 +65,8 @@ class EffDetSegHead(BaseSemanticHead):
         norm_cfg (dict): Any mmcv norm config; GN's ``num_groups`` is the most groups a
             layer gets (:mod:`effdet_plugin.models.utils.norm`). Defaults to BN with TF's
             eps 1e-3 and momentum 0.01.
+        norm_eval (bool): Keep every norm in eval mode during training (frozen
+            statistics), as the backbone's ``norm_eval``. Defaults to False.
         act_cfg (dict): Activation config. Defaults to SiLU (Swish).
         loss_seg (dict): Loss on logits resized to the input; its ``loss_weight`` is the
             weight of the segmentation loss in a joint model. Defaults to
@@ -86,6 +88,7 @@ class EffDetSegHead(BaseSemanticHead):
                  ignore_index: int = 255,
                  conv_cfg: OptConfigType = None,
                  norm_cfg: ConfigType = dict(type='BN', eps=1e-3, momentum=0.01),
+                 norm_eval: bool = False,
                  act_cfg: ConfigType = dict(type='SiLU'),
                  loss_seg: ConfigType = dict(
                      type='CrossEntropyLoss', use_sigmoid=False, ignore_index=255,
@@ -94,6 +97,7 @@ class EffDetSegHead(BaseSemanticHead):
                      type='Normal', std=0.01, override=dict(name='conv_seg'))) -> None:
         super().__init__(num_classes=num_classes, seg_rescale_factor=1 / out_stride,
                          loss_seg=loss_seg, init_cfg=init_cfg)
+        self.norm_eval = norm_eval
         scale = get_det_scale(arch)
         in_channels = scale.fpn_channels if in_channels is None else in_channels
         feat_channels = in_channels if feat_channels is None else feat_channels
