@@ -3,13 +3,17 @@
 Outputs (see docs/deploy.md): ``boxes`` (B, K, 4) x1, y1, x2, y2 in network-input pixels,
 ``scores`` (B, K), ``labels`` (B, K) int64 with K = ``test_cfg.max_per_img``; rows beyond the
 detections have score 0 and label -1. ``--no-nms`` exports the raw ``cls_score_<i>`` /
-``bbox_pred_<i>`` maps of every level instead; a segmentation head adds ``seg_logits``.
+``bbox_pred_<i>`` maps of every level instead; a segmentation head adds ``seg_logits``. An
+RTMDet-Ins config (``RTMDetInsHead``) adds ``mask_logits`` (B, K, H/4, W/4) of each detection
+(masks: ``effdet_plugin.deploy.postprocess_masks``; raw maps: ``kernel_pred_<i>``, ``mask_feat``).
 The file's metadata holds the preprocessing arguments and the class names.
 
 Examples:
     python tools/deploy/export_onnx.py configs/effdet_b0_coco.py d0.pth --out d0.onnx
     python tools/deploy/export_onnx.py configs/demo/effdet_lite0_nuclei.py \
         work_dirs/demo/iter_400.pth --out demo.onnx --shape 256 1024
+    python tools/deploy/export_onnx.py configs/medical/rtmdet-ins_effnet-lite0_bifpn-p2_nuclei.py \
+        ins.pth --out ins.onnx --shape 1024 256 --dynamic
     # any batch, height and width (multiples of the config's pad_size_divisor)
     python tools/deploy/export_onnx.py configs/effdet_b0_coco.py d0.pth --out d0_any.onnx \
         --dynamic --dynamic-hw
@@ -26,7 +30,8 @@ import torch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Export an effdet_plugin detector to ONNX')
+    parser = argparse.ArgumentParser(
+        description='Export an effdet_plugin detector (or RTMDet-Ins) to ONNX')
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint',
                         help="checkpoint file, or 'none' for random weights (speed checks)")

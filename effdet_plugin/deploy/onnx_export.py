@@ -11,10 +11,12 @@ graph needs: ``min_bbox_size`` as a mask, ONNX ``NonMaxSuppression`` per class a
 Height and width can be dynamic too (``dynamic_hw``): the anchor grid is computed from the
 maps' shapes in the graph, and TF-"SAME" padding layers are traced with the constant padding
 they apply to every input divisible by their stride (:func:`static_same_padding`).
+
+:func:`export_onnx` picks the wrapper by the head: an RTMDet-Ins head gets
+:class:`~.instance_export.RTMDetInsExportModel` (detections and mask logits), others this one.
 """
 import contextlib
 import json
-import logging
 import warnings
 from functools import partial
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -23,49 +25,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import Conv2dAdaptivePadding
-from mmcv.ops import batched_nms
-from mmengine.logging import print_log
+from mmdet.models.dense_heads import RTMDetInsHead
 from torch import Tensor
 
 from ..models.dense_heads import EffDetHead
 from ..models.necks.bifpn_layers import MaxPool2dSame
+from .instance_export import RTMDetInsExportModel
+from .onnx_nms import GraphPostProcess, nms_top_k
 
 DETECTION_OUTPUTS = ('boxes', 'scores', 'labels')
-
-
-class _NonMaxSuppression(torch.autograd.Function):
-    """Per-class hard NMS that exports as one ONNX ``NonMaxSuppression`` node.
-
-    Takes ``boxes`` ``(B, N, 4)`` (x1, y1, x2, y2) and ``scores`` ``(B, C, N)`` and returns
-    the kept ``(batch, class, box)`` index triples ``(S, 3)``, as the ONNX operator does.
-    The eager forward (mmcv) only serves the trace.
-    """
-
-    @staticmethod
-    def forward(ctx, boxes: Tensor, scores: Tensor, max_per_class: int, iou_thr: float,
-                score_thr: float) -> Tensor:
-        triples = []
-        for b in range(boxes.shape[0]):
-            cls, idx = (scores[b] > score_thr).nonzero(as_tuple=True)
-            if not len(idx):
-                continue
-            keep = batched_nms(boxes[b, idx], scores[b, cls, idx], cls,
-                               dict(type='nms', iou_threshold=iou_thr))[1]
-            for c in cls[keep].unique():
-                kept = idx[keep][cls[keep] == c][:max_per_class]
-                triples.append(torch.stack(
-                    [torch.full_like(kept, b), torch.full_like(kept, c), kept], dim=1))
-        if not triples:
-            return boxes.new_zeros((0, 3), dtype=torch.long)
-        return torch.cat(triples)
-
-    @staticmethod
-    def symbolic(g, boxes, scores, max_per_class: int, iou_thr: float, score_thr: float):
-        return g.op(
-            'NonMaxSuppression', boxes, scores,
-            g.op('Constant', value_t=torch.tensor([max_per_class], dtype=torch.long)),
-            g.op('Constant', value_t=torch.tensor([iou_thr], dtype=torch.float)),
-            g.op('Constant', value_t=torch.tensor([score_thr], dtype=torch.float)))
 
 
 def _same_pads(kernel: Sequence[int], stride: Sequence[int],
@@ -126,22 +94,6 @@ def static_same_padding(model: nn.Module) -> Iterator[nn.Module]:
             del module.forward  # the class's forward again
 
 
-def hard_nms_iou(nms_cfg: dict) -> float:
-    """IoU threshold of the in-graph hard NMS from the head's ``test_cfg.nms``; soft-NMS
-    cannot be expressed in ONNX and becomes hard NMS at its ``iou_threshold``, with a log
-    line."""
-    nms_type = nms_cfg.get('type', 'nms')
-    if nms_type not in ('nms', 'soft_nms'):
-        raise ValueError(f"test_cfg.nms type {nms_type!r} cannot be exported: use 'nms' "
-                         "(or 'soft_nms', exported as hard NMS)")
-    iou = float(nms_cfg.get('iou_threshold', 0.5))
-    if nms_type == 'soft_nms':
-        print_log(f'soft-NMS has no ONNX operator: the graph runs hard NMS at IoU {iou} '
-                  '(test_cfg.nms.iou_threshold); see docs/deploy.md for the AP difference',
-                  logger='current', level=logging.WARNING)
-    return iou
-
-
 class EffDetExportModel(nn.Module):
     """A detector as a traceable function of the normalised, padded image batch.
 
@@ -166,12 +118,7 @@ class EffDetExportModel(nn.Module):
             if not isinstance(head, EffDetHead) or not head.use_sigmoid_cls:
                 raise ValueError(f'{type(head).__name__} is not an EffDetHead with sigmoid '
                                  'classes: its post-processing is not exportable')
-            cfg = head.test_cfg
-            self.nms_pre = int(cfg.get('nms_pre', -1))
-            self.score_thr = float(cfg.get('score_thr', 0.0))
-            self.min_bbox_size = cfg.get('min_bbox_size', -1)
-            self.max_per_img = int(cfg.get('max_per_img', 100))
-            self.iou_thr = hard_nms_iou(cfg.get('nms', dict(type='nms'))) if with_nms else None
+            self.post = GraphPostProcess.from_test_cfg(head.test_cfg, with_nms)
 
     @property
     def output_names(self) -> List[str]:
@@ -214,26 +161,30 @@ class EffDetExportModel(nn.Module):
         size = torch._shape_as_tensor(img)[2:].to(cls_scores[0].dtype)
         scores, labels, boxes = head.decode_candidates(cls_scores, bbox_preds, priors, size,
                                                        static_shape=True)
-        batch, num = scores.shape
-        if self.min_bbox_size >= 0:  # mmdet's _bbox_post_process drops these before NMS
-            wh = boxes[..., 2:] - boxes[..., :2]
-            valid = (wh > self.min_bbox_size).all(dim=-1)
-            scores = torch.where(valid, scores, torch.zeros_like(scores))
-        classes = torch.arange(head.cls_out_channels, device=labels.device)
-        class_scores = torch.where(labels[:, None] == classes[None, :, None], scores[:, None],
-                                   torch.zeros_like(scores[:, None]))
-        # a constant of the graph: k is fixed unless nms_pre <= 0 (then shapes are static)
-        max_per_class = int(num)
-        kept = _NonMaxSuppression.apply(boxes, class_scores, max_per_class, self.iou_thr,
-                                        self.score_thr)
-        keep = torch.zeros_like(scores).reshape(-1).scatter(
-            0, kept[:, 0] * num + kept[:, 2], torch.ones_like(kept[:, 0], dtype=scores.dtype))
-        scores = scores * keep.reshape(batch, num)
-        scores, index = scores.topk(min(self.max_per_img, num), dim=1)
-        found = scores > 0
-        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4)) * found[..., None]
-        labels = torch.where(found, labels.gather(1, index), torch.full_like(index, -1))
+        boxes, scores, labels, _ = nms_top_k(boxes, scores, labels, head.cls_out_channels,
+                                             self.post)
         return boxes, scores, labels
+
+
+def build_export_model(detector: nn.Module, with_nms: bool = True) -> nn.Module:
+    """The export wrapper of ``detector``, chosen by its head: :class:`RTMDetInsExportModel`
+    for an RTMDet-Ins head, else :class:`EffDetExportModel`."""
+    if isinstance(getattr(detector, 'bbox_head', None), RTMDetInsHead):
+        return RTMDetInsExportModel(detector, with_nms=with_nms)
+    return EffDetExportModel(detector, with_nms=with_nms)
+
+
+def _spatial_suffix(name: str) -> Optional[str]:
+    """Suffix of the dynamic height / width axis names of a graph input or output whose
+    axes 2 and 3 are spatial (``''``: the input's size, ``'0'``: level 0, ``'_mask'``: the
+    prototypes' stride), None for the others."""
+    if name in ('input', 'seg_logits'):
+        return ''
+    if name in ('mask_logits', 'mask_feat'):
+        return '_mask'
+    if name.startswith(('cls_score_', 'bbox_pred_', 'kernel_pred_')):
+        return name.rsplit('_', 1)[-1]
+    return None
 
 
 def preprocess_metadata(cfg, input_shape: Optional[Tuple[int, int]],
@@ -286,9 +237,9 @@ def export_onnx(detector: nn.Module,
     """
     import onnx
     detector.eval()
-    model = EffDetExportModel(detector, with_nms=with_nms).eval()
+    model = build_export_model(detector, with_nms).eval()
     names = model.output_names
-    if dynamic_hw and with_nms and model.bbox_head is not None and model.nms_pre <= 0:
+    if dynamic_hw and with_nms and model.bbox_head is not None and model.post.nms_pre <= 0:
         raise ValueError('dynamic height and width need a positive test_cfg.nms_pre: without '
                          'it every candidate is kept, a number that depends on the input size '
                          'and would be fixed at the traced one; set nms_pre or export a fixed '
@@ -298,9 +249,8 @@ def export_onnx(detector: nn.Module,
     for name, axes in dynamic_axes.items():
         if dynamic:
             axes[0] = 'batch'
-        spatial = name in ('input', 'seg_logits') or name.startswith(('cls_score_', 'bbox_pred_'))
-        if dynamic_hw and spatial:
-            suffix = name.rsplit('_', 1)[-1] if name.startswith(('cls', 'bbox')) else ''
+        suffix = _spatial_suffix(name)
+        if dynamic_hw and suffix is not None:
             axes.update({2: f'height{suffix}', 3: f'width{suffix}'})
     dynamic_axes = {name: axes for name, axes in dynamic_axes.items() if axes} or None
     # constant TF-"same" padding only where the size varies: a fixed-size export keeps the
@@ -319,6 +269,10 @@ def export_onnx(detector: nn.Module,
         metadata['outputs'] = ('boxes (B, K, 4) x1 y1 x2 y2 in input pixels, scores (B, K), '
                                'labels (B, K) int64; rows past the detections: score 0, '
                                'label -1')
+        if isinstance(model, RTMDetInsExportModel):
+            metadata['outputs'] += ('; mask_logits (B, K, H / stride, W / stride) of each row '
+                                    '(masks: preprocess.postprocess_masks)')
+            metadata['masks'] = json.dumps(model.mask_metadata())
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

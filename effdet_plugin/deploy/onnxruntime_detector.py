@@ -1,10 +1,11 @@
-"""Run an exported EfficientDet with onnxruntime: image in, detections in image pixels out."""
+"""Run an exported EfficientDet or RTMDet-Ins with onnxruntime: image in, detections (and
+masks) in image pixels out."""
 import json
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from .preprocess import postprocess, preprocess, preprocess_args_from_metadata
+from .preprocess import postprocess, postprocess_masks, preprocess, preprocess_args_from_metadata
 
 
 class OnnxRuntimeDetector:
@@ -32,6 +33,10 @@ class OnnxRuntimeDetector:
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.preprocess_args = preprocess_args_from_metadata(metadata)
         self.classes = json.loads(metadata.get('classes', 'null'))
+        # an instance segmentation file: mask logits and how to make masks of them
+        self.mask_args = json.loads(metadata['masks']) if 'mask_logits' in outputs else None
+        self.output_names = ['boxes', 'scores', 'labels'] + (['mask_logits'] if self.mask_args
+                                                             else [])
         # what tools/infer.py and mmdet's visualizer read from a model
         self.dataset_meta = dict(classes=tuple(self.classes or ()))
         self.input_name = self.session.get_inputs()[0].name
@@ -44,7 +49,8 @@ class OnnxRuntimeDetector:
 
     def __call__(self, img: np.ndarray) -> Dict[str, np.ndarray]:
         """Detections of one BGR ``uint8`` image: ``boxes`` ``(n, 4)`` x1, y1, x2, y2 in the
-        image's pixels, ``scores`` ``(n, )`` (descending), ``labels`` ``(n, )``."""
+        image's pixels, ``scores`` ``(n, )`` (descending), ``labels`` ``(n, )``, and for an
+        RTMDet-Ins file ``masks`` ``(n, h, w)`` bool (:func:`postprocess_masks`)."""
         batch, meta = preprocess(img, **self.preprocess_args)
         return self.run_batch(batch, [meta])[0]
 
@@ -59,10 +65,13 @@ class OnnxRuntimeDetector:
             chunk = batch[start:start + size]
             if len(chunk) < size:
                 chunk = np.concatenate([chunk] + [chunk[:1]] * (size - len(chunk)))
-            outputs = self.session.run(['boxes', 'scores', 'labels'], {self.input_name: chunk})
+            outputs = self.session.run(self.output_names, {self.input_name: chunk})
             for i, meta in enumerate(metas[start:start + size]):
-                boxes, scores, labels = postprocess(*(out[i] for out in outputs), meta)
+                boxes, scores, labels = postprocess(*(out[i] for out in outputs[:3]), meta)
                 results.append(dict(boxes=boxes, scores=scores, labels=labels))
+                if self.mask_args:
+                    results[-1]['masks'] = postprocess_masks(
+                        outputs[3][i][outputs[2][i] >= 0], meta, **self.mask_args)
         return results
 
     def predict_datasample(self, img: np.ndarray):
@@ -80,4 +89,6 @@ def as_datasample(det: Dict[str, np.ndarray], ori_shape: tuple):
     sample.pred_instances = InstanceData(
         bboxes=torch.from_numpy(det['boxes']), scores=torch.from_numpy(det['scores']),
         labels=torch.from_numpy(det['labels']))
+    if 'masks' in det:  # drawn by mmdet's visualizer, as the PyTorch backend's
+        sample.pred_instances.masks = torch.from_numpy(det['masks'])
     return sample

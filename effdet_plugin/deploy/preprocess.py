@@ -6,6 +6,7 @@ stores the arguments (``mean``, ``std``, ``to_rgb``, the input shape, ...) in it
 :func:`preprocess_args_from_metadata` turns them into keyword arguments of :func:`preprocess`.
 """
 import json
+import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -104,6 +105,57 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     boxes = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
     sx, sy = meta['scale_factor']
     return boxes / np.array([sx, sy, sx, sy], np.float32), scores[keep], labels[keep]
+
+
+def _resize_planes(planes: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``(n, h, w)`` float planes resized to ``size`` ``(H, W)``, bilinear with half-pixel
+    centres (PyTorch's ``F.interpolate(mode='bilinear')``), OpenCV taking up to 512 at once."""
+    import cv2
+    out = [cv2.resize(np.ascontiguousarray(chunk.transpose(1, 2, 0)), size[::-1],
+                      interpolation=cv2.INTER_LINEAR).reshape(*size, -1)
+           for chunk in np.split(planes, range(512, len(planes), 512))]
+    return np.concatenate(out, axis=-1).transpose(2, 0, 1)
+
+
+def postprocess_masks(mask_logits: np.ndarray, meta: Dict, stride: int,
+                      threshold: float) -> np.ndarray:
+    """Binary masks in the image's pixels from the ``mask_logits`` ``(n, H / stride,
+    W / stride)`` of an exported RTMDet-Ins (the rows of the real detections), as
+    ``RTMDetInsHead`` makes them: bilinear upsampling by ``stride`` to the network input,
+    resize to the input size divided by the scale factor (mmdet's rescale, which divides
+    the height by the width factor and the width by the height factor), crop to the image,
+    ``sigmoid > threshold``. Where that leaves the masks smaller than the image (factors
+    that differ), mmdet returns them smaller; here they are padded with False. ``stride`` and ``threshold`` are in the file's ``masks``
+    metadata. For an image the pipeline did not resize it is three lines (``logits``: one
+    row of ``mask_logits``, ``(h, w)``: the image size)::
+
+        up = cv2.resize(logits, None, fx=stride, fy=stride, interpolation=cv2.INTER_LINEAR)
+        prob = 1 / (1 + np.exp(-up[:h, :w]))
+        mask = prob > threshold
+
+    Args:
+        mask_logits (np.ndarray): The logits of the detections kept by :func:`postprocess`.
+        meta (dict): The meta :func:`preprocess` returned.
+        stride (int): The prototypes' stride.
+        threshold (float): ``test_cfg.mask_thr_binary`` of the head.
+
+    Returns:
+        np.ndarray: ``(n, h, w)`` bool masks, ``(h, w)`` the image's ``ori_shape``.
+    """
+    h, w = meta['ori_shape']
+    if not len(mask_logits):
+        return np.zeros((0, h, w), bool)
+    logits = mask_logits.astype(np.float32)
+    logits = _resize_planes(logits, (logits.shape[1] * stride, logits.shape[2] * stride))
+    sx, sy = meta['scale_factor']
+    if (sx, sy) != (1, 1):
+        size = (math.ceil(logits.shape[1] * (1 / sx)), math.ceil(logits.shape[2] * (1 / sy)))
+        logits = _resize_planes(logits, size)
+    masks = np.zeros((len(logits), h, w), bool)
+    logits = logits[:, :h, :w]
+    with np.errstate(over='ignore'):  # exp of large negative logits: inf, probability 0
+        masks[:, :logits.shape[1], :logits.shape[2]] = 1 / (1 + np.exp(-logits)) > threshold
+    return masks
 
 
 def preprocess_args_from_metadata(metadata: Dict[str, str]) -> Dict:

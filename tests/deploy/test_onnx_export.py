@@ -179,15 +179,15 @@ def test_per_level_nms_pre_and_min_box_size(demo_export, tmp_path):
 
 
 def test_soft_nms_exports_as_hard_nms_with_a_log_line(monkeypatch):
-    from effdet_plugin.deploy import onnx_export
+    from effdet_plugin.deploy import onnx_nms
     logged = []
-    monkeypatch.setattr(onnx_export, 'print_log', lambda msg, **kwargs: logged.append(msg))
-    assert onnx_export.hard_nms_iou(dict(type='soft_nms', iou_threshold=0.3, sigma=0.5)) == 0.3
+    monkeypatch.setattr(onnx_nms, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    assert onnx_nms.hard_nms_iou(dict(type='soft_nms', iou_threshold=0.3, sigma=0.5)) == 0.3
     assert len(logged) == 1 and 'soft-NMS has no ONNX operator' in logged[0]
-    assert onnx_export.hard_nms_iou(dict(type='nms', iou_threshold=0.6)) == 0.6
+    assert onnx_nms.hard_nms_iou(dict(type='nms', iou_threshold=0.6)) == 0.6
     assert len(logged) == 1
     with pytest.raises(ValueError, match="'nms'"):
-        onnx_export.hard_nms_iou(dict(type='matrix_nms'))
+        onnx_nms.hard_nms_iou(dict(type='matrix_nms'))
 
 
 def test_dynamic_height_and_width(demo_export, tmp_path):
