@@ -1,4 +1,6 @@
 """EffDetHead: layers, anchors, losses (checked against effdet), prediction, parameter count."""
+from pathlib import Path
+
 import effdet
 import pytest
 import torch
@@ -11,11 +13,13 @@ from mmengine.structures import InstanceData
 import effdet_plugin  # noqa: F401  (registers the components)
 from effdet_plugin.models.dense_heads import EffDetHead
 from effdet_plugin.models.task_modules import EffDetAnchorGenerator
+from effdet_plugin.models.task_modules.anchor_generator import CACHED_PRIOR_SETS
 from effdet_plugin.models.utils import get_det_scale, topk_candidates
 from effdet_plugin.models.utils.candidates import top_indices
 from tests.models.head_settings import official_settings
 
 EFFDET_ASPECTS = [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)]
+CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 
 
 def _level_sizes(head, height, width):
@@ -104,6 +108,24 @@ def test_anchor_generator_aspects_are_width_height():
     assert torch.allclose((box[2:] + box[:2]) / 2, torch.tensor([4.0, 4.0]))
     with pytest.raises(ValueError):
         EffDetAnchorGenerator([8], aspect_ratios=[(1.0, 1.0, 1.0)])
+
+
+def test_anchor_generator_keeps_the_anchors_of_recent_sizes():
+    gen = EffDetAnchorGenerator([8, 16])
+    sizes = [(8, 6), (4, 3)]
+    first = gen.grid_priors(sizes, device='cpu')
+    assert all(a is b for a, b in zip(first, gen.grid_priors(sizes, device='cpu')))
+    other = gen.grid_priors([(6, 8), (3, 4)], device='cpu')
+    assert other[0] is not first[0] and not torch.equal(other[0], first[0])
+    assert gen.grid_priors(sizes, dtype=torch.float64, device='cpu')[0].dtype == torch.float64
+    # inference tensors cannot enter autograd: a training step gets its own
+    with torch.inference_mode():
+        assert gen.grid_priors(sizes, device='cpu')[0].is_inference()
+    assert not gen.grid_priors(sizes, device='cpu')[0].is_inference()
+    for size in range(1, CACHED_PRIOR_SETS + 1):  # evicts the oldest
+        gen.grid_priors([(size, size), (1, 1)], device='cpu')
+    again = gen.grid_priors(sizes, device='cpu')
+    assert again[0] is not first[0] and torch.equal(again[0], first[0])
 
 
 def test_loss_computes_and_backprops():
@@ -317,6 +339,51 @@ def test_image_scope_keeps_the_best_candidates_of_all_levels():
     with pytest.raises(ValueError, match="'level'.*'image'"):
         head.predict_by_feat(cls, reg, batch_img_metas=metas,
                              cfg=ConfigDict(test_cfg, nms_pre_scope='all'))
+
+
+@pytest.mark.parametrize('nms', [dict(type='nms', iou_threshold=0.5),
+                                 dict(type='soft_nms', iou_threshold=0.5, sigma=0.5,
+                                      min_score=1e-3, method='gaussian')])
+def test_fast_post_processing_equals_the_straightforward_one(nms):
+    """A COCO Lite0 whose random weights predict like a trained model's: our prediction (one
+    top-k over the unpermuted logits of all levels, decoding of the candidates only, NMS
+    class by class) gives the detections of the plain recipe: every score's sigmoid, the
+    image's top 5000, decoding, mmcv's batched_nms."""
+    from mmcv.ops import batched_nms as mmcv_batched_nms
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from effdet_plugin.deploy.random_weights import realistic_random_detector
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(str(CONFIGS / 'effdet_lite0_coco.py'))
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    x = torch.randn(1, 3, 320, 320, generator=torch.Generator().manual_seed(0))
+    realistic_random_detector(model, x)
+    head = model.bbox_head
+    test_cfg = ConfigDict(nms_pre=5000, nms_pre_scope='image', min_bbox_size=0,
+                          score_thr=0.001, nms=nms, max_per_img=100)
+    meta = dict(img_shape=(320, 320), ori_shape=(640, 640), scale_factor=(0.5, 0.5))
+    with torch.no_grad():
+        cls, reg = head(model.extract_feat(x))
+        ours = head.predict_by_feat(cls, reg, batch_img_metas=[meta], cfg=test_cfg,
+                                    rescale=True)[0]
+    num_classes = head.num_classes
+    scores = torch.cat([c[0].permute(1, 2, 0).reshape(-1, num_classes) for c in cls]).sigmoid()
+    deltas = torch.cat([r[0].permute(1, 2, 0).reshape(-1, 4) for r in reg])
+    priors = torch.cat(head.prior_generator.grid_priors([c.shape[-2:] for c in cls],
+                                                        device='cpu'))
+    top, index = scores.flatten().topk(5000)
+    anchor, labels = index // num_classes, index % num_classes
+    boxes = head.bbox_coder.decode(priors[anchor], deltas[anchor], max_shape=(320, 320)) * 2
+    wh = boxes[:, 2:] - boxes[:, :2]
+    valid = (wh > 0).all(1) & (top > 0.001)
+    dets, keep = mmcv_batched_nms(boxes[valid], top[valid], labels[valid], nms)
+    assert 0.05 < scores.max() and len(ours) == 100 and len(keep) > 100  # NMS had work
+    assert torch.equal(ours.labels, labels[valid][keep][:100])
+    torch.testing.assert_close(ours.bboxes, boxes[valid][keep][:100])
+    torch.testing.assert_close(ours.scores, dets[:100, -1])
 
 
 def test_d0_param_count_matches_effdet():

@@ -1,5 +1,6 @@
 """EfficientDet anchors: mmdet's grid logic with the official (width, height) aspect pairs."""
-from typing import Optional, Sequence, Tuple, Union
+from collections import OrderedDict
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmdet.models.task_modules.prior_generators import AnchorGenerator
@@ -9,6 +10,9 @@ from torch import Tensor
 # Official EfficientDet aspects as (width, height) multipliers. They are not the
 # sqrt(2)-based pairs that mmdet's ratios (0.5, 1, 2) give: 1.4 vs 1.414 is a 1% change.
 EFFDET_ASPECT_RATIOS = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
+# Anchor sets kept: a few input sizes (an evaluation of mixed sizes, multi-scale training)
+# reuse theirs without holding one set per size ever seen.
+CACHED_PRIOR_SETS = 8
 
 
 @TASK_UTILS.register_module()
@@ -21,7 +25,9 @@ class EffDetAnchorGenerator(AnchorGenerator):
     - aspects are given as ``(width, height)`` multipliers, as in the official model
       (``(1.4, 0.7)`` rather than ``(sqrt(2), 1 / sqrt(2))``);
     - anchors at one location are ordered octave scale first, then aspect, which is the
-      official channel layout of the class and box outputs (converted weights need it).
+      official channel layout of the class and box outputs (converted weights need it);
+    - :meth:`grid_priors` keeps the anchors of the last few feature sizes instead of
+      building them for every image.
 
     Args:
         strides (Sequence[int | tuple[int, int]]): Strides of the levels.
@@ -53,6 +59,7 @@ class EffDetAnchorGenerator(AnchorGenerator):
             scale_major=False,
             center_offset=center_offset,
             **kwargs)
+        self._prior_cache = OrderedDict()
 
     def gen_single_level_base_anchors(self,
                                       base_size: Union[int, float],
@@ -70,6 +77,30 @@ class EffDetAnchorGenerator(AnchorGenerator):
         return torch.stack(
             [x_center - 0.5 * ws, y_center - 0.5 * hs, x_center + 0.5 * ws, y_center + 0.5 * hs],
             dim=-1)
+
+    def grid_priors(self,
+                    featmap_sizes: Sequence[Tuple[int, int]],
+                    dtype: torch.dtype = torch.float32,
+                    device: Union[str, torch.device] = 'cuda') -> List[Tensor]:
+        """Anchors of every level (mmdet's), the same tensors for the same
+        ``(featmap_sizes, dtype, device)`` while among the last :data:`CACHED_PRIOR_SETS`.
+
+        Tensors made in inference mode cannot enter autograd, so they are kept apart from
+        the others. A trace (ONNX export) or ``torch.compile`` builds them afresh, so that
+        they follow the input size there.
+        """
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return super().grid_priors(featmap_sizes, dtype=dtype, device=device)
+        key = (tuple(tuple(int(v) for v in size) for size in featmap_sizes), dtype,
+               torch.device(device), torch.is_inference_mode_enabled())
+        if key in self._prior_cache:
+            self._prior_cache.move_to_end(key)
+        else:
+            self._prior_cache[key] = super().grid_priors(featmap_sizes, dtype=dtype,
+                                                         device=device)
+            if len(self._prior_cache) > CACHED_PRIOR_SETS:
+                self._prior_cache.popitem(last=False)
+        return list(self._prior_cache[key])
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(strides={self.strides}, '

@@ -1,6 +1,6 @@
 """Candidate selection for dense heads: partial top-k instead of mmdet's full sort, in one form
 for eager prediction and for tracing (ONNX export)."""
-from typing import Sequence, Tuple
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -90,18 +90,91 @@ def topk_candidates(cls_score: Tensor,
         scores = flat[0, index].sigmoid()
         keep = scores > score_thr
         scores, index = scores[keep][None], index[keep][None]
+    labels, deltas, priors = gather_candidates(index, bbox_pred.reshape(batch, -1), priors,
+                                               num_classes, num_anchors, box_dim, locations)
+    return scores, labels, deltas, priors
+
+
+def gather_candidates(index: Tensor,
+                      bbox_flat: Tensor,
+                      priors: Tensor,
+                      num_classes: int,
+                      num_anchors: int,
+                      box_dim: int,
+                      locations: Union[int, Tensor],
+                      box_start: Union[int, Tensor] = 0,
+                      prior_start: Union[int, Tensor] = 0) -> Tuple[Tensor, Tensor, Tensor]:
+    """Labels, box deltas and priors of the candidates at ``index`` ``(B, K)`` of the flat
+    class logits, read off the unpermuted maps.
+
+    A level's logits ``(A * C, H * W)`` flattened put candidate ``(anchor, class, location)``
+    at ``(anchor * C + class) * H * W + location``, its deltas ``(A * D, H * W)`` at
+    ``(anchor * D + d) * H * W + location`` and its prior at ``location * A + anchor``. For
+    candidates of several levels in one index, ``locations`` (``H * W``), ``box_start`` and
+    ``prior_start`` (where each candidate's level begins in ``bbox_flat`` and ``priors``) are
+    ``(B, K)`` tensors and ``index`` is relative to the level's first logit.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: Labels ``(B, K)``, deltas ``(B, K, D)`` and priors
+        ``(B, K, 4)``.
+    """
+    def per_candidate(value):  # broadcast over the D deltas of a candidate
+        return value[..., None] if isinstance(value, Tensor) else value
+
+    batch = index.shape[0]
     channel = torch.div(index, locations, rounding_mode='floor')
     location = index - channel * locations
     anchor = torch.div(channel, num_classes, rounding_mode='floor')
     labels = channel - anchor * num_classes
-    if static_shape:
-        anchor = anchor.clamp(max=num_anchors - 1)  # padding: any real prior
-    # the D deltas of each (anchor, location) from the (A * D, H * W) map, without a permuted copy
+    anchor = anchor.clamp(max=num_anchors - 1)  # padding of a static selection: any real prior
     offsets = torch.arange(box_dim, device=index.device)
-    delta_index = ((anchor * box_dim)[..., None] + offsets) * locations + location[..., None]
-    deltas = bbox_pred.reshape(batch, -1).gather(1, delta_index.reshape(batch, -1))
-    return (scores, labels, deltas.reshape(batch, -1, box_dim),
-            priors[location * num_anchors + anchor])
+    delta_index = (per_candidate(box_start) + ((anchor * box_dim)[..., None] + offsets)
+                   * per_candidate(locations) + location[..., None])
+    deltas = bbox_flat.gather(1, delta_index.reshape(batch, -1))
+    return (labels, deltas.reshape(batch, -1, box_dim),
+            priors[prior_start + location * num_anchors + anchor])
+
+
+def image_candidates(cls_scores: Sequence[Tensor],
+                     bbox_preds: Sequence[Tensor],
+                     mlvl_priors: Sequence[Tensor],
+                     num_classes: int,
+                     k: int,
+                     score_thr: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The ``k`` best (anchor, class) scores of one image over all levels, above
+    ``score_thr``, found in one pass: the logits of all levels concatenated and
+    :func:`top_indices`, as the official model's single top-k, instead of ``k`` per level
+    and a second top-k. Same candidates as :func:`select_candidates` with ``scope='image'``
+    (up to the order of equal scores).
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor, Tensor]: Scores ``(1, K)`` (descending), labels
+        ``(1, K)``, deltas ``(1, K, D)`` and priors ``(1, K, 4)``.
+    """
+    if cls_scores[0].shape[0] != 1:
+        raise ValueError(f'image_candidates takes one image, got a batch of '
+                         f'{cls_scores[0].shape[0]}')
+    num_anchors = cls_scores[0].shape[1] // num_classes
+    box_dim = bbox_preds[0].shape[1] // num_anchors
+    flat = torch.cat([cls_score.reshape(-1) for cls_score in cls_scores])
+    index = top_indices(flat, k)
+    scores = flat[index].sigmoid()
+    keep = scores > score_thr
+    scores, index = scores[keep][None], index[keep][None]
+    locations = torch.tensor([cls_score.shape[-2] * cls_score.shape[-1]
+                              for cls_score in cls_scores], device=index.device)
+    score_sizes = locations * num_anchors * num_classes
+    level = torch.bucketize(index, score_sizes.cumsum(0), right=True)
+
+    def start(sizes: Tensor) -> Tensor:  # where each candidate's level begins in a concatenation
+        return (sizes.cumsum(0) - sizes)[level]
+
+    bbox_flat = torch.cat([bbox_pred.reshape(1, -1) for bbox_pred in bbox_preds], dim=1)
+    labels, deltas, priors = gather_candidates(
+        index - start(score_sizes), bbox_flat, torch.cat(list(mlvl_priors)), num_classes,
+        num_anchors, box_dim, locations[level], start(locations * num_anchors * box_dim),
+        start(locations * num_anchors))
+    return scores, labels, deltas, priors
 
 
 def select_candidates(cls_scores: Sequence[Tensor],
@@ -115,8 +188,9 @@ def select_candidates(cls_scores: Sequence[Tensor],
     """Candidates of every level (:func:`topk_candidates`), concatenated.
 
     ``scope`` says what ``nms_pre`` counts: ``'level'`` (mmdet's meaning) keeps ``nms_pre``
-    per level, ``'image'`` (the official evaluation) ``nms_pre`` over all levels, which are
-    among the per-level best ``nms_pre``.
+    per level, ``'image'`` (the official evaluation) ``nms_pre`` over all levels: in one pass
+    over all levels when eager (:func:`image_candidates`); in the static-shape form the
+    ``nms_pre`` best of the per-level best ``nms_pre``, the same ones.
 
     Returns:
         tuple[Tensor, Tensor, Tensor, Tensor]: Scores ``(B, K)``, labels ``(B, K)``, deltas
@@ -126,6 +200,9 @@ def select_candidates(cls_scores: Sequence[Tensor],
         raise ValueError(f"test_cfg.nms_pre_scope must be 'level' (nms_pre candidates per "
                          f"level, mmdet) or 'image' (over all levels, official), got "
                          f'{scope!r}')
+    if scope == 'image' and nms_pre > 0 and not static_shape:
+        return image_candidates(cls_scores, bbox_preds, mlvl_priors, num_classes, nms_pre,
+                                score_thr)
     levels = [
         topk_candidates(cls_score, bbox_pred, priors, num_classes, nms_pre, score_thr,
                         static_shape)

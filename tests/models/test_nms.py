@@ -1,0 +1,69 @@
+"""batched_nms: hard NMS class by class returns exactly mmcv's batched_nms."""
+import pytest
+import torch
+from mmcv.ops import batched_nms as mmcv_batched_nms
+
+from effdet_plugin.models.utils.nms import batched_nms, runs_class_by_class
+
+
+def _candidates(num=5000, classes=90, size=320.0, score_levels=None, seed=0):
+    """Detector-like candidates: boxes clustered around objects (so NMS suppresses), classes
+    of very different frequency, scores in (0, 1), optionally rounded to ``score_levels``
+    values so that many tie."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(60, 2, generator=g) * size
+    obj = torch.randint(0, 60, (num, ), generator=g)
+    xy = centres[obj] + torch.randn(num, 2, generator=g) * 6
+    wh = (torch.rand(60, 2, generator=g) * 80 + 8)[obj] * torch.exp(
+        torch.randn(num, 2, generator=g) * 0.15)
+    boxes = torch.cat([xy - wh / 2, xy + wh / 2], dim=1).clamp(0, size)
+    labels = torch.multinomial(torch.rand(classes, generator=g)**4, num, replacement=True,
+                               generator=g)
+    scores = torch.rand(num, generator=g)
+    if score_levels:
+        scores = (scores * score_levels).ceil() / score_levels
+    return boxes, scores, labels
+
+
+@pytest.mark.parametrize('iou_threshold', [0.3, 0.5, 0.6, 0.7])
+@pytest.mark.parametrize('score_levels', [None, 20])
+def test_hard_nms_equals_mmcv(iou_threshold, score_levels):
+    """Same kept boxes in the same order, equal scores included (0.6 and 0.7 are not float32
+    numbers: the threshold must be rounded as mmcv's kernel rounds it)."""
+    boxes, scores, labels = _candidates(score_levels=score_levels, seed=int(10 * iou_threshold))
+    cfg = dict(type='nms', iou_threshold=iou_threshold)
+    assert runs_class_by_class(boxes, cfg)
+    dets, keep = batched_nms(boxes, scores, labels, cfg)
+    ref_dets, ref_keep = mmcv_batched_nms(boxes, scores, labels, cfg)
+    assert 100 < len(keep) < len(boxes)  # NMS had work to do
+    assert torch.equal(keep, ref_keep)
+    assert torch.equal(dets, ref_dets)
+
+
+@pytest.mark.parametrize('iou_threshold', [0.3, 0.5, 0.6])
+def test_boxes_on_the_threshold(iou_threshold):
+    """IoU equal to the float32 threshold keeps both boxes, as mmcv's strict '>' in float32
+    does (torchvision compares with a double: 0.3 and 0.6 as given would suppress)."""
+    height = 10 * iou_threshold  # IoU with the first box: 10 * height / 100
+    boxes = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., height], [0., 0., 10., 1.]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.zeros(3, dtype=torch.long)
+    cfg = dict(type='nms', iou_threshold=iou_threshold)
+    keep = batched_nms(boxes, scores, labels, cfg)[1]
+    assert keep.tolist() == mmcv_batched_nms(boxes, scores, labels, cfg)[1].tolist()
+    assert keep.tolist()[:2] == [0, 1]
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(type='soft_nms', iou_threshold=0.5, sigma=0.5, min_score=1e-3, method='gaussian'),
+    dict(type='nms', iou_threshold=0.5, split_thr=1000),  # more boxes than split_thr
+    dict(type='nms', iou_threshold=0.5, class_agnostic=True),
+    dict(type='nms', iou_threshold=0.5, score_threshold=0.5),
+    None,
+])
+def test_everything_else_is_mmcv(cfg):
+    boxes, scores, labels = _candidates(num=2000)
+    assert not runs_class_by_class(boxes, cfg)
+    for ours, ref in zip(batched_nms(boxes, scores, labels, cfg),
+                         mmcv_batched_nms(boxes, scores, labels, cfg)):
+        assert torch.equal(ours, ref)
