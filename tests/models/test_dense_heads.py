@@ -15,7 +15,12 @@ from effdet_plugin.models.dense_heads import EffDetHead
 from effdet_plugin.models.task_modules import EffDetAnchorGenerator
 from effdet_plugin.models.task_modules.anchor_generator import CACHED_PRIOR_SETS
 from effdet_plugin.models.utils import get_det_scale, topk_candidates
-from effdet_plugin.models.utils.candidates import top_indices
+from effdet_plugin.models.utils.candidates import (
+    flatten_map,
+    is_channels_last,
+    select_candidates,
+    top_indices,
+)
 from tests.models.head_settings import official_settings
 
 EFFDET_ASPECTS = [(1.0, 1.0), (1.4, 0.7), (0.7, 1.4)]
@@ -284,6 +289,26 @@ def test_static_shape_candidates_equal_the_eager_ones(nms_pre):
                 assert torch.equal(ours[i][kept], ref[0])
     with pytest.raises(ValueError, match='one image'):
         topk_candidates(cls_score, bbox_pred, priors, classes, nms_pre, score_thr)
+
+
+@pytest.mark.parametrize('scope,nms_pre', [('level', 300), ('image', 300), ('image', 10**6)])
+def test_channels_last_maps_give_the_same_candidates(scope, nms_pre):
+    """Maps stored channels-last (the inference default) are read in place, not copied:
+    same candidates, in the same order, as from contiguous maps."""
+    anchors, classes = 3, 5
+    levels = [_level_maps(anchors, classes, size, size + 2, seed=size) for size in (16, 8, 4)]
+    cls, reg, priors = zip(*levels)
+    stored = cls[0].contiguous(memory_format=torch.channels_last)
+    assert is_channels_last(stored) and not is_channels_last(cls[0])
+    assert flatten_map(stored, True).data_ptr() == stored.data_ptr()  # a view
+    ours = select_candidates(
+        [c.contiguous(memory_format=torch.channels_last) for c in cls],
+        [r.contiguous(memory_format=torch.channels_last) for r in reg], priors, classes,
+        nms_pre, 0.05, scope)
+    ref = select_candidates(cls, reg, priors, classes, nms_pre, 0.05, scope)
+    assert 300 <= ours[0].shape[1] < sum(c.numel() for c in cls)
+    for part, ref_part in zip(ours, ref):
+        assert torch.equal(part, ref_part)
 
 
 @pytest.mark.parametrize('k', [1, 40, 999])

@@ -50,7 +50,8 @@ def topk_candidates(cls_score: Tensor,
     ``cls_score.permute(1, 2, 0).reshape(-1, num_classes).sigmoid()`` (up to the order of
     equal scores) without its work: no permuted copy of the scores, no sigmoid of all of them
     (it is monotonic: the top ``k`` logits are the top ``k`` scores), and no full sort, which
-    at P3 of a 90-class EfficientDet-D0 at 512x512 covers 3.3M scores.
+    at P3 of a 90-class EfficientDet-D0 at 512x512 covers 3.3M scores. Eager, maps stored
+    channels-last (the inference default) are read as stored, not copied.
 
     Args:
         cls_score (Tensor): Class logits ``(B, A * C, H, W)`` with the ``A`` anchors of a
@@ -75,7 +76,8 @@ def topk_candidates(cls_score: Tensor,
     num_anchors = cls_score.shape[1] // num_classes
     box_dim = bbox_pred.shape[1] // num_anchors
     locations = cls_score.shape[-2] * cls_score.shape[-1]
-    flat = cls_score.reshape(batch, -1)
+    channels_last = not static_shape and is_channels_last(cls_score)
+    flat = flatten_map(cls_score, channels_last)
     if static_shape:
         if k > 0:  # a small input may hold fewer than k
             flat = torch.cat([flat, flat.new_full((1, 1), PAD_LOGIT).expand(batch, k)], dim=1)
@@ -90,9 +92,21 @@ def topk_candidates(cls_score: Tensor,
         scores = flat[0, index].sigmoid()
         keep = scores > score_thr
         scores, index = scores[keep][None], index[keep][None]
-    labels, deltas, priors = gather_candidates(index, bbox_pred.reshape(batch, -1), priors,
-                                               num_classes, num_anchors, box_dim, locations)
+    labels, deltas, priors = gather_candidates(
+        index, flatten_map(bbox_pred, channels_last), priors, num_classes, num_anchors, box_dim,
+        locations, channels_last)
     return scores, labels, deltas, priors
+
+
+def is_channels_last(x: Tensor) -> bool:
+    """Whether the map ``(B, C, H, W)`` is stored channels-last (and not also contiguous)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def flatten_map(x: Tensor, channels_last: bool) -> Tensor:
+    """The map ``(B, C, H, W)`` as ``(B, C * H * W)``, in ``(H, W, C)`` order if
+    ``channels_last``: no copy when the map is stored that way."""
+    return (x.permute(0, 2, 3, 1) if channels_last else x).reshape(x.shape[0], -1)
 
 
 def gather_candidates(index: Tensor,
@@ -102,14 +116,17 @@ def gather_candidates(index: Tensor,
                       num_anchors: int,
                       box_dim: int,
                       locations: Union[int, Tensor],
+                      channels_last: bool = False,
                       box_start: Union[int, Tensor] = 0,
                       prior_start: Union[int, Tensor] = 0) -> Tuple[Tensor, Tensor, Tensor]:
     """Labels, box deltas and priors of the candidates at ``index`` ``(B, K)`` of the flat
-    class logits, read off the unpermuted maps.
+    class logits, read off the maps as they are stored.
 
     A level's logits ``(A * C, H * W)`` flattened put candidate ``(anchor, class, location)``
     at ``(anchor * C + class) * H * W + location``, its deltas ``(A * D, H * W)`` at
-    ``(anchor * D + d) * H * W + location`` and its prior at ``location * A + anchor``. For
+    ``(anchor * D + d) * H * W + location``; flattened channels-last (``(H * W, A * C)``,
+    :func:`flatten_map`) at ``location * A * C + anchor * C + class`` and
+    ``(location * A + anchor) * D + d``. Its prior is at ``location * A + anchor``. For
     candidates of several levels in one index, ``locations`` (``H * W``), ``box_start`` and
     ``prior_start`` (where each candidate's level begins in ``bbox_flat`` and ``priors``) are
     ``(B, K)`` tensors and ``index`` is relative to the level's first logit.
@@ -122,14 +139,22 @@ def gather_candidates(index: Tensor,
         return value[..., None] if isinstance(value, Tensor) else value
 
     batch = index.shape[0]
-    channel = torch.div(index, locations, rounding_mode='floor')
-    location = index - channel * locations
+    if channels_last:
+        location = torch.div(index, num_anchors * num_classes, rounding_mode='floor')
+        channel = index - location * (num_anchors * num_classes)
+    else:
+        channel = torch.div(index, locations, rounding_mode='floor')
+        location = index - channel * locations
     anchor = torch.div(channel, num_classes, rounding_mode='floor')
     labels = channel - anchor * num_classes
     anchor = anchor.clamp(max=num_anchors - 1)  # padding of a static selection: any real prior
     offsets = torch.arange(box_dim, device=index.device)
-    delta_index = (per_candidate(box_start) + ((anchor * box_dim)[..., None] + offsets)
-                   * per_candidate(locations) + location[..., None])
+    if channels_last:
+        delta_index = (per_candidate(box_start)
+                       + ((location * num_anchors + anchor) * box_dim)[..., None] + offsets)
+    else:
+        delta_index = (per_candidate(box_start) + ((anchor * box_dim)[..., None] + offsets)
+                       * per_candidate(locations) + location[..., None])
     deltas = bbox_flat.gather(1, delta_index.reshape(batch, -1))
     return (labels, deltas.reshape(batch, -1, box_dim),
             priors[prior_start + location * num_anchors + anchor])
@@ -156,7 +181,8 @@ def image_candidates(cls_scores: Sequence[Tensor],
                          f'{cls_scores[0].shape[0]}')
     num_anchors = cls_scores[0].shape[1] // num_classes
     box_dim = bbox_preds[0].shape[1] // num_anchors
-    flat = torch.cat([cls_score.reshape(-1) for cls_score in cls_scores])
+    channels_last = is_channels_last(cls_scores[0])  # read as stored: no permuted copy
+    flat = torch.cat([flatten_map(cls_score, channels_last)[0] for cls_score in cls_scores])
     index = top_indices(flat, k)
     scores = flat[index].sigmoid()
     keep = scores > score_thr
@@ -169,11 +195,12 @@ def image_candidates(cls_scores: Sequence[Tensor],
     def start(sizes: Tensor) -> Tensor:  # where each candidate's level begins in a concatenation
         return (sizes.cumsum(0) - sizes)[level]
 
-    bbox_flat = torch.cat([bbox_pred.reshape(1, -1) for bbox_pred in bbox_preds], dim=1)
+    bbox_flat = torch.cat([flatten_map(bbox_pred, channels_last) for bbox_pred in bbox_preds],
+                          dim=1)
     labels, deltas, priors = gather_candidates(
         index - start(score_sizes), bbox_flat, torch.cat(list(mlvl_priors)), num_classes,
-        num_anchors, box_dim, locations[level], start(locations * num_anchors * box_dim),
-        start(locations * num_anchors))
+        num_anchors, box_dim, locations[level], channels_last,
+        start(locations * num_anchors * box_dim), start(locations * num_anchors))
     return scores, labels, deltas, priors
 
 
