@@ -40,6 +40,21 @@ def test_hard_nms_equals_mmcv(iou_threshold, score_levels):
     assert torch.equal(dets, ref_dets)
 
 
+@pytest.mark.parametrize('classes,max_num', [(90, 1), (90, 100), (1, 100), (1, 1000)])
+def test_first_max_num_equal_mmcv(classes, max_num):
+    """Only the best boxes are looked at first: with one class the best 400 of 5000 keep
+    fewer than 100 (most are duplicates), so it must look further; with 1000 wanted of
+    fewer kept, at all of them."""
+    boxes, scores, labels = _candidates(classes=classes, seed=classes)
+    cfg = dict(type='nms', iou_threshold=0.5)
+    ref_dets, ref_keep = mmcv_batched_nms(boxes, scores, labels, cfg)
+    dets, keep = batched_nms(boxes, scores, labels, cfg, max_num)
+    assert len(keep) == min(max_num, len(ref_keep))
+    assert torch.equal(keep, ref_keep[:max_num]) and torch.equal(dets, ref_dets[:max_num])
+    if classes == 1:
+        assert len(ref_keep) < 1000 and (ref_keep < 400).sum() < 100 <= len(ref_keep)
+
+
 @pytest.mark.parametrize('iou_threshold', [0.3, 0.5, 0.6])
 def test_boxes_on_the_threshold(iou_threshold):
     """IoU equal to the float32 threshold keeps both boxes, as mmcv's strict '>' in float32
@@ -64,6 +79,8 @@ def test_boxes_on_the_threshold(iou_threshold):
 def test_everything_else_is_mmcv(cfg):
     boxes, scores, labels = _candidates(num=2000)
     assert not runs_class_by_class(boxes, cfg)
-    for ours, ref in zip(batched_nms(boxes, scores, labels, cfg),
-                         mmcv_batched_nms(boxes, scores, labels, cfg)):
-        assert torch.equal(ours, ref)
+    ref = mmcv_batched_nms(boxes, scores, labels, cfg)
+    for ours, ref_part in zip(batched_nms(boxes, scores, labels, cfg), ref):
+        assert torch.equal(ours, ref_part)
+    for ours, ref_part in zip(batched_nms(boxes, scores, labels, cfg, 100), ref):
+        assert torch.equal(ours, ref_part[:100])

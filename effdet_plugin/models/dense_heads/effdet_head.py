@@ -318,8 +318,9 @@ class EffDetHead(NormEvalMixin, AnchorHead):
                            img_meta: Optional[dict] = None) -> InstanceData:
         """mmdet's post-processing in float32 (mmcv's soft-NMS kernel takes nothing else: an
         fp16 / bf16 autocast evaluation stopped there), on the CPU when mmcv lacks its CUDA NMS
-        kernel. Its NMS is :func:`~effdet_plugin.models.utils.nms.batched_nms`: mmcv's result,
-        with hard NMS on the CPU run class by class (2-3x faster on 5000 candidates)."""
+        kernel. Its NMS is :func:`~effdet_plugin.models.utils.nms.batched_nms`: mmcv's first
+        ``max_per_img`` results, with hard NMS on the CPU run class by class, on only as many
+        of the best boxes as it takes to keep ``max_per_img``."""
         results.bboxes, results.scores = results.bboxes.float(), results.scores.float()
         if self.mmcv_fallback and results.bboxes.is_cuda:
             device = results.bboxes.device
@@ -328,10 +329,11 @@ class EffDetHead(NormEvalMixin, AnchorHead):
         # rescale and size filter
         results = super()._bbox_post_process(results, cfg, rescale, False, img_meta)
         if with_nms and results.bboxes.numel() > 0:
-            dets, keep = batched_nms(results.bboxes, results.scores, results.labels, cfg.nms)
+            dets, keep = batched_nms(results.bboxes, results.scores, results.labels, cfg.nms,
+                                     cfg.max_per_img)
             results = results[keep]
             results.scores = dets[:, -1]  # soft-NMS lowers scores
-            results = results[:cfg.max_per_img]
+            results = results[:cfg.max_per_img]  # mmdet's cut (-1 drops the last one)
         return results
 
 

@@ -7,6 +7,10 @@ post-processing. Boxes of different classes never overlap after the shift, so ru
 each class's shifted boxes alone keeps the same boxes. :func:`batched_nms` does that on the CPU
 with torchvision's ``nms`` and keeps mmcv's order of equal scores, so it returns exactly what
 mmcv returns. (On a GPU mmcv's one parallel NMS is left as it is.)
+
+Whether a box is kept depends only on the boxes before it in score order, so when only the
+``max_num`` best kept boxes are wanted (``max_per_img``), the NMS runs on the best few hundred
+boxes first and on more only if those keep fewer than ``max_num``.
 """
 from typing import Dict, Optional, Tuple
 
@@ -21,11 +25,19 @@ HARD_NMS_KEYS = {'type', 'iou_threshold', 'split_thr'}
 # mmcv's default: from this many boxes on, mmcv itself runs class by class, with its own
 # ordering, so it is left to mmcv
 MMCV_SPLIT_THR = 10000
+# with max_num, the NMS first runs on the FIRST_PREFIX * max_num best boxes, then on
+# PREFIX_GROWTH times more until max_num are kept or all boxes are in
+FIRST_PREFIX = 4
+PREFIX_GROWTH = 4
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor,
-                nms_cfg: Optional[Dict]) -> Tuple[Tensor, Tensor]:
-    """mmcv's ``batched_nms``, with plain hard NMS run class by class.
+def batched_nms(boxes: Tensor,
+                scores: Tensor,
+                idxs: Tensor,
+                nms_cfg: Optional[Dict],
+                max_num: int = -1) -> Tuple[Tensor, Tensor]:
+    """mmcv's ``batched_nms``, with plain hard NMS run class by class, and its first
+    ``max_num`` results only.
 
     For ``nms_cfg`` of type ``'nms'`` with only ``iou_threshold`` (and ``split_thr``) on fewer
     than ``split_thr`` float32 CPU boxes ``(N, 4)``, the result is mmcv's, tensor for tensor: the
@@ -40,25 +52,40 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor,
             suppress each other.
         nms_cfg (dict, optional): mmcv's NMS config (``type``, ``iou_threshold`` ...); None
             sorts without NMS.
+        max_num (int): Results wanted at most; ``-1``: all. Defaults to -1.
 
     Returns:
         tuple[Tensor, Tensor]: Kept boxes with their scores ``(K, 5)`` and their indices
         ``(K, )``, by descending score.
     """
     if not runs_class_by_class(boxes, nms_cfg):
-        return mmcv_batched_nms(boxes, scores, idxs, nms_cfg)
+        dets, keep = mmcv_batched_nms(boxes, scores, idxs, nms_cfg)
+        return (dets, keep) if max_num < 0 else (dets[:max_num], keep[:max_num])
     order = scores.sort(descending=True).indices  # mmcv's kernel sorts the same way
     shifted = boxes + (idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes)))[:, None]
-    by_class = order[idxs[order].sort(stable=True).indices]  # mmcv's order within a class
-    counts = torch.unique_consecutive(idxs[by_class], return_counts=True)[1]
     # torchvision compares the float32 IoU with a double; mmcv with the float32 threshold
     iou_threshold = float(torch.tensor(float(nms_cfg['iou_threshold']), dtype=torch.float32))
+    prefix = len(order) if max_num < 0 else FIRST_PREFIX * max_num
+    while True:
+        keep = nms_class_by_class(shifted, scores, idxs, order[:prefix], iou_threshold)
+        if max_num < 0 or len(keep) >= max_num or prefix >= len(order):
+            break
+        prefix *= PREFIX_GROWTH  # the boxes so far keep too few: look further
+    keep = keep if max_num < 0 else keep[:max_num]
+    return torch.cat([boxes[keep], scores[keep, None]], -1), keep
+
+
+def nms_class_by_class(boxes: Tensor, scores: Tensor, idxs: Tensor, order: Tensor,
+                       iou_threshold: float) -> Tensor:
+    """Hard NMS of the boxes ``order`` (indices by descending score) within each class: the
+    kept ones, in that order."""
+    by_class = order[idxs[order].sort(stable=True).indices]  # the order within a class
+    counts = torch.unique_consecutive(idxs[by_class], return_counts=True)[1]
     kept = torch.zeros_like(scores, dtype=torch.bool)
     for group in by_class.split(counts.tolist()):
         # scores already descending: torchvision's stable sort keeps this order
-        kept[group[torchvision_nms(shifted[group], scores[group], iou_threshold)]] = True
-    keep = order[kept[order]]
-    return torch.cat([boxes[keep], scores[keep, None]], -1), keep
+        kept[group[torchvision_nms(boxes[group], scores[group], iou_threshold)]] = True
+    return order[kept[order]]
 
 
 def runs_class_by_class(boxes: Tensor, nms_cfg: Optional[Dict]) -> bool:
