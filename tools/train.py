@@ -81,6 +81,7 @@ def main() -> None:
             runner.train()
         except (DiskFullError, NeckChannelsError) as e:  # each names the problem and the fix
             sys.exit(f'error: {e}')
+    cli.finish_distributed()
 
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@ nor deployment (test, check_dataset, weight conversion). tools/, studies/ and de
 tests) import it; nothing inside models/, datasets/, checkpoint/ or engine/ may.
 """
 from .amp import enable_amp
-from .dist import setup_cpu_distributed
+from .dist import finish_distributed, setup_cpu_distributed
 from .runner import (
     build_runner,
     exit_if_dataset_missing,
@@ -17,5 +17,5 @@ from .runner import (
 __all__ = [
     'build_runner', 'enable_amp', 'exit_if_dataset_missing', 'exit_on_weights_error',
     'init_detector', 'load_config', 'parse_runner_args',
-    'setup_cpu_distributed'
+    'finish_distributed', 'setup_cpu_distributed'
 ]

@@ -61,3 +61,15 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     cfg.model_wrapper_cfg = wrapper
     return True
 
+
+
+def finish_distributed() -> None:
+    """End a distributed run cleanly: wait for every rank, then close the process group.
+
+    A rank that exits while another still evaluates (rank 0 computes the COCO metric alone)
+    tears down gloo under its peers, and torchrun reports the run failed; after a barrier every
+    rank leaves together. Does nothing outside a distributed run.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

@@ -19,6 +19,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.config import ConfigDict
 
 from . import runner as cli  # the steps tools/train.py and tools/test.py share
+from .dist import finish_distributed
 from .memory_format import add_memory_format_arg, set_memory_format
 
 
@@ -88,4 +89,5 @@ def main() -> None:
         if args.out is not None:
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
         runner.test()
+    finish_distributed()
 
