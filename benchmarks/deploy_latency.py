@@ -9,7 +9,15 @@ round by round:
   channels-last memory format; onnxruntime on a ``--no-nms`` export;
 - full prediction with hard NMS 0.5 (the image's 5000 best candidates, 100 out): effdet
   ``DetBenchPredict``; ours ``model.predict`` (both formats); onnxruntime on the export with
-  NMS in the graph.
+  NMS in the graph;
+- post-processing alone, on the raw outputs of one forward: effdet ``DetBenchPredict``'s
+  steps after ``model(x)`` (top-k over all levels, decoding, torchvision ``batched_nms``);
+  ours ``bbox_head.predict_by_feat`` (selection, decoding, rescale, NMS), and ``predict -
+  forward`` of each (which also holds the batching and result wrapping).
+
+Both sides post-process like with like: the image's 5000 best (anchor, class) candidates,
+hard NMS at IoU 0.5 per class, the 100 best kept; ours also drops scores <= 0.001 and empty
+boxes (the run prints how many of the 5000 that removes).
 
     python benchmarks/deploy_latency.py [--threads 2] [--repeats 20] [--models d0 lite0]
 """
@@ -38,6 +46,16 @@ from effdet_plugin.checkpoint.effdet_release import convert_effdet_checkpoint  #
 MODELS_UNDER_TEST = {
     'd0': ('tf_efficientdet_d0', 'configs/effdet_b0_coco.py', 512),
     'lite0': ('tf_efficientdet_lite0', 'configs/effdet_lite0_coco.py', 320),
+}
+
+
+# the effdet figure each row is compared with, by the first words of the row's name that match
+BASELINES = {
+    'predict - forward': 'effdet predict - forward',
+    'post-processing': 'effdet post-processing',
+    'forward': 'effdet forward',
+    'predict': 'effdet DetBenchPredict',
+    'DetBenchPredict': 'effdet DetBenchPredict',
 }
 
 
@@ -70,6 +88,7 @@ def onnx_session(model, size: int, with_nms: bool, threads: int, folder: str):
 
 def bench_model(key: str, args) -> Dict[str, float]:
     import effdet
+    from effdet.bench import _batch_detection, _post_process
     name, _, size = MODELS_UNDER_TEST[key]
     ref, ours = build_pair(name, size)
     bench = effdet.DetBenchPredict(ref).eval()
@@ -80,6 +99,17 @@ def bench_model(key: str, args) -> Dict[str, float]:
     sample = DetDataSample(metainfo=dict(img_shape=(size, size), scale_factor=(1., 1.),
                                          ori_shape=(size, size)))
     info = dict(img_scale=torch.ones(1), img_size=torch.tensor([[size, size]]).float())
+    head = ours.bbox_head
+    with torch.inference_mode():
+        ref_out, our_out = ref(x), head(ours.extract_feat(x))
+
+    def effdet_post_processing():  # DetBenchPredict.forward after model(x)
+        cls, box, indices, classes = _post_process(*ref_out, bench.num_levels,
+                                                   bench.num_classes, bench.max_detection_points)
+        return _batch_detection(1, cls, box, bench.anchors.boxes, indices, classes,
+                                info['img_scale'], info['img_size'], bench.max_det_per_image,
+                                bench.soft_nms)
+
     with tempfile.TemporaryDirectory() as folder:
         raw = onnx_session(ours, size, False, args.threads, folder)
         nms = onnx_session(ours, size, True, args.threads, folder)
@@ -92,14 +122,28 @@ def bench_model(key: str, args) -> Dict[str, float]:
             'ours predict': lambda: ours.predict(x, [sample]),
             'ours predict channels-last': lambda: ours_cl.predict(x_cl, [sample]),
             'ours predict onnxruntime': lambda: nms.run(None, {'input': x_np}),
+            'effdet post-processing': effdet_post_processing,
+            'ours post-processing': lambda: head.predict_by_feat(
+                *our_out, batch_img_metas=[sample.metainfo], rescale=True),
         }
         times = time_rounds(fns, args.warmup, args.repeats)
     medians = {n: statistics.median(t) for n, t in times.items()}
-    print(f'\n{key}: {size}x{size}, batch 1, fp32, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats} interleaved rounds')
+    medians['effdet predict - forward'] = (medians['effdet DetBenchPredict']
+                                           - medians['effdet forward'])
+    medians['ours predict - forward'] = medians['ours predict'] - medians['ours forward']
+    medians['ours predict - forward channels-last'] = (medians['ours predict channels-last']
+                                                       - medians['ours forward channels-last'])
+    with torch.inference_mode():
+        scores = head.decode_candidates(*our_out, head.prior_generator.grid_priors(
+            [c.shape[-2:] for c in our_out[0]], device='cpu'), (size, size))[0]
+    print(f'\n{key}: {size}x{size}, batch 1, fp32, {torch.get_num_threads()} threads, median of '
+          f'{args.repeats} interleaved rounds; post-processing of both: the image\'s '
+          f'{head.test_cfg.nms_pre} best candidates, hard NMS '
+          f'{head.test_cfg.nms.iou_threshold}, {head.test_cfg.max_per_img} out '
+          f'(ours: {scores.shape[1]} of them above score_thr {head.test_cfg.score_thr})')
     width = max(map(len, medians))
     for n, t in medians.items():
-        base = medians['effdet forward' if 'forward' in n else 'effdet DetBenchPredict']
+        base = medians[next(b for k, b in BASELINES.items() if k in n)]
         print(f'  {n:<{width}}  {1e3 * t:8.1f} ms  {t / base:5.2f}x effdet')
     return medians
 
