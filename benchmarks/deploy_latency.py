@@ -12,12 +12,13 @@ round by round:
   NMS in the graph;
 - post-processing alone, on the raw outputs of one forward: effdet ``DetBenchPredict``'s
   steps after ``model(x)`` (top-k over all levels, decoding, torchvision ``batched_nms``);
-  ours ``bbox_head.predict_by_feat`` (selection, decoding, rescale, NMS), and ``predict -
-  forward`` of each (which also holds the batching and result wrapping).
+  ours ``bbox_head.predict_by_feat`` (selection, decoding, rescale, NMS) on the maps of both
+  memory formats, and ``predict - forward`` of each (which also holds the batching and result
+  wrapping).
 
 Both sides post-process like with like: the image's 5000 best (anchor, class) candidates,
 hard NMS at IoU 0.5 per class, the 100 best kept; ours also drops scores <= 0.001 and empty
-boxes (the run prints how many of the 5000 that removes).
+boxes (the run prints how many of the 5000 pass ``score_thr``).
 
     python benchmarks/deploy_latency.py [--threads 2] [--repeats 20] [--models d0 lite0]
 """
@@ -102,6 +103,7 @@ def bench_model(key: str, args) -> Dict[str, float]:
     head = ours.bbox_head
     with torch.inference_mode():
         ref_out, our_out = ref(x), head(ours.extract_feat(x))
+        our_out_cl = ours_cl.bbox_head(ours_cl.extract_feat(x_cl))
 
     def effdet_post_processing():  # DetBenchPredict.forward after model(x)
         cls, box, indices, classes = _post_process(*ref_out, bench.num_levels,
@@ -125,6 +127,8 @@ def bench_model(key: str, args) -> Dict[str, float]:
             'effdet post-processing': effdet_post_processing,
             'ours post-processing': lambda: head.predict_by_feat(
                 *our_out, batch_img_metas=[sample.metainfo], rescale=True),
+            'ours post-processing channels-last': lambda: ours_cl.bbox_head.predict_by_feat(
+                *our_out_cl, batch_img_metas=[sample.metainfo], rescale=True),
         }
         times = time_rounds(fns, args.warmup, args.repeats)
     medians = {n: statistics.median(t) for n, t in times.items()}
