@@ -5,11 +5,13 @@ tests can mutate configs freely. Everything is sized to train in seconds on a 2-
 """
 import contextlib
 import copy
+import gc
 import json
 import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -251,6 +253,54 @@ def _restore_torch_global_state():
     torch.use_deterministic_algorithms(det, warn_only=det_warn)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     torch.set_num_threads(threads)
+
+
+class _GcClock:
+    """Seconds this process spent in full (generation 2) garbage collections."""
+
+    def __init__(self) -> None:
+        self.seconds, self.count, self._start = 0.0, 0, None
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if info['generation'] != 2:
+            return
+        if phase == 'start':
+            self._start = time.perf_counter()
+        elif self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self.count, self._start = self.count + 1, None
+
+
+_GC_CLOCK = _GcClock()
+gc.callbacks.append(_GC_CLOCK)
+
+
+@pytest.fixture(autouse=True)
+def _young_garbage_only():
+    """mmengine runs a full garbage collection each time it builds a dataset
+    (``BaseDataset.serialize_data``), and a full collection walks every object of this
+    long-lived process, the models and data of every earlier test, and in a forked tool it
+    also writes to every page. After each test, collect its garbage once and freeze what
+    survives (``gc.freeze``), so that later collections walk only what later tests create.
+    Each test file's end unfreezes, so the garbage of its module fixtures is collected."""
+    yield
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _collect_module_garbage():
+    yield
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How long full garbage collections took in this process (an xdist worker reports its
+    own only in its log), to keep an eye on the cost :func:`_young_garbage_only` removes."""
+    terminalreporter.write_line(f'full garbage collections: {_GC_CLOCK.count}, '
+                                f'{_GC_CLOCK.seconds:.1f} s')
 
 
 @pytest.fixture(autouse=True)

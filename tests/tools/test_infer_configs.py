@@ -1,7 +1,9 @@
 """tools/infer.py runs with every config in configs/ (random weights, one tiny image each).
 
-Big COCO configs run at a small input through ``--img-scale``; the largest (D5-D7x, whose
-random checkpoints alone are hundreds of MB) are slow-marked.
+Big COCO configs run at a small input through ``--img-scale``. Slow-marked: the largest
+(D5-D7x, whose random checkpoints alone are hundreds of MB) and the members of a family whose
+code path a fast one already runs (D1, D2, D4 beside D0 and D3; Lite1-4 beside Lite0; the
+Lite1/Lite2 nuclei configs beside Lite0's).
 """
 import json
 import warnings
@@ -18,11 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / 'configs').rglob('*.py')
                  if '_base_' not in p.parts)
 BIG = ('effdet_b5', 'effdet_b6', 'effdet_b7')
+SAME_PATH = ('effdet_b1', 'effdet_b2', 'effdet_b4', 'effdet_lite1', 'effdet_lite2',
+             'effdet_lite3', 'effdet_lite4', 'effdet-lite1_', 'effdet-lite2_')
 
 
 def _params():
     for config in CONFIGS:
-        marks = [pytest.mark.slow] if Path(config).name.startswith(BIG) else []
+        marks = [pytest.mark.slow] if Path(config).name.startswith(BIG + SAME_PATH) else []
         yield pytest.param(config, marks=marks, id=Path(config).stem)
 
 
@@ -47,7 +51,7 @@ def test_every_config_is_covered():
     assert any(c.startswith('configs/swap/') for c in CONFIGS)
 
 
-@pytest.mark.parametrize('config', _params())
+@pytest.mark.parametrize('config', list(_params()))
 def test_infer_runs_with_config(config, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     ckpt = random_checkpoint(config, tmp_path / 'random.pth')
