@@ -29,9 +29,10 @@ def summary(name: str, stats: dict, keep: np.ndarray) -> str:
     # mask IoU over the masks that are not empty in either backend (two empty ones agree)
     drawn = keep & ((stats['mask_area'] > 0) | (stats['mask_iou'] < 1))
     mask_iou, area = stats['mask_iou'][drawn], stats['mask_area'][drawn]
-    masks = (f'mask IoU min {mask_iou.min():.4f} median {np.median(mask_iou):.4f} over '
-             f'{drawn.sum()} masks (median {np.median(area):.0f} px)') if drawn.any() else \
-        'all masks empty'
+    worst = np.argmin(mask_iou) if drawn.any() else None
+    masks = (f'mask IoU min {mask_iou.min():.4f} (a {area[worst]} px mask) median '
+             f'{np.median(mask_iou):.4f} over {drawn.sum()} masks (median {np.median(area):.0f} '
+             f'px), {(mask_iou < 0.99).sum()} below 0.99') if drawn.any() else 'all masks empty'
     return (f'{name}: {keep.sum()} instances: {masks}; box IoU min '
             f'{stats["box_iou"][keep].min():.5f}, score diff max '
             f'{stats["score_diff"][keep].max():.1e}')

@@ -32,7 +32,8 @@ def match_instances(ref: Dict[str, np.ndarray], ours: Dict[str, np.ndarray]) -> 
 
     Returns:
         dict: Per matched pair ``box_iou``, ``score_diff`` (absolute) and, with masks,
-        ``mask_iou``, ``mask_area`` (the reference's pixels); ``ref_index`` of each pair;
+        ``mask_iou``, ``mask_diff`` (pixels in one mask only), ``mask_area`` (the
+        reference's pixels); ``ref_index`` of each pair;
         ``unmatched_ours`` and ``unmatched_ref`` (counts; a detection whose best free partner
         has box IoU 0 is unmatched).
     """
@@ -51,6 +52,8 @@ def match_instances(ref: Dict[str, np.ndarray], ours: Dict[str, np.ndarray]) -> 
                   ref_index=ref_idx, unmatched_ours=len(ours['scores']) - len(pairs),
                   unmatched_ref=len(ref['scores']) - len(pairs))
     if 'masks' in ref and 'masks' in ours:
-        result['mask_iou'] = mask_iou(ours['masks'][ours_idx], ref['masks'][ref_idx])
+        a, b = ours['masks'][ours_idx], ref['masks'][ref_idx]
+        result['mask_iou'] = mask_iou(a, b)
+        result['mask_diff'] = (a != b).reshape(len(a), -1).sum(axis=1)
         result['mask_area'] = ref['masks'][ref_idx].reshape(len(ref_idx), -1).sum(axis=1)
     return result

@@ -113,8 +113,8 @@ def _blob_kernel(head: nn.Module, radius: float, logit: float) -> torch.Tensor:
 
 @torch.no_grad()
 def _spread_rtmdet_ins(model: nn.Module, x: torch.Tensor, cls_mean: float, cls_std: float,
-                       box_mean: float = 2.0, box_std: float = 0.5, radius: float = 0.25,
-                       mask_logit: float = 4.0, kernel_std: float = 0.2) -> nn.Module:
+                       box_mean: float = 2.0, box_std: float = 0.5, radius: float = 0.4,
+                       mask_logit: float = 4.0, kernel_std: float = 0.15) -> nn.Module:
     """The prediction convs of an RTMDet-Ins head (BN statistics already of ``x``) scaled
     so that on ``x`` the class logits have ``cls_mean`` / ``cls_std``, the box distances
     (before the ReLU, in strides) ``box_mean`` / ``box_std``, and the dynamic-conv

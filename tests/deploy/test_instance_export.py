@@ -105,8 +105,9 @@ def test_masks_rescaled_as_the_head(ins_model, scale):
 
 
 def test_onnxruntime_masks_match_pytorch(ins_model, ins_export):
-    """Every instance: same box (IoU >= 0.999) and score, mask IoU >= 0.99; the file traced
-    at 128x128 runs at 256x256."""
+    """Every instance: same box (IoU >= 0.999) and score, mask IoU >= 0.99 (or one pixel
+    apart: in a mask under 100 px one pixel at the threshold, where the runtimes' float32
+    rounding decides, is more than 1%); the file traced at 128x128 runs at 256x256."""
     _, model, batch, meta = ins_model
     ref = pytorch_instances(model, batch, meta)
     detector = OnnxRuntimeDetector(ins_export)
@@ -123,7 +124,8 @@ def test_onnxruntime_masks_match_pytorch(ins_model, ins_export):
     assert len(ref['scores']) >= 50 and nonempty >= len(ref['scores']) // 2
     assert stats['box_iou'].min() >= 0.999
     assert stats['score_diff'].max() <= 1e-3
-    assert stats['mask_iou'].min() >= 0.99
+    assert ((stats['mask_iou'] >= 0.99) | (stats['mask_diff'] <= 1)).all()
+    assert (stats['mask_iou'][stats['mask_area'] >= 100] >= 0.99).all()
 
 
 def test_parity_check_catches_a_wrong_mask_threshold(ins_model, ins_export):
