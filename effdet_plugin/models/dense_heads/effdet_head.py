@@ -319,8 +319,8 @@ class EffDetHead(NormEvalMixin, AnchorHead):
         """mmdet's post-processing in float32 (mmcv's soft-NMS kernel takes nothing else: an
         fp16 / bf16 autocast evaluation stopped there), on the CPU when mmcv lacks its CUDA NMS
         kernel. Its NMS is :func:`~effdet_plugin.models.utils.nms.batched_nms`: mmcv's first
-        ``max_per_img`` results, with hard NMS on the CPU run class by class, on only as many
-        of the best boxes as it takes to keep ``max_per_img``."""
+        ``max_per_img`` results, with NMS on the CPU run class by class (hard NMS on only as
+        many of the best boxes as it takes to keep ``max_per_img``)."""
         results.bboxes, results.scores = results.bboxes.float(), results.scores.float()
         if self.mmcv_fallback and results.bboxes.is_cuda:
             device = results.bboxes.device
