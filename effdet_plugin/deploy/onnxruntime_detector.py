@@ -1,6 +1,7 @@
 """Run an exported EfficientDet or RTMDet-Ins with onnxruntime: image in, detections (and
 masks) in image pixels out."""
 import json
+import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -40,6 +41,7 @@ class OnnxRuntimeDetector:
         # what tools/infer.py and mmdet's visualizer read from a model
         self.dataset_meta = dict(classes=tuple(self.classes or ()))
         self.input_name = self.session.get_inputs()[0].name
+        self._warned_shrunk = False
 
     @property
     def fixed_batch(self) -> Optional[int]:
@@ -59,6 +61,7 @@ class OnnxRuntimeDetector:
         (``metas``: their metas), as :meth:`__call__` gives them per image. A file exported
         with a fixed batch size runs the images in batches of that size (the last one
         filled up with copies of its first image, whose detections are dropped)."""
+        self._warn_if_shrunk(metas)
         size = self.fixed_batch or len(batch)
         results = []
         for start in range(0, len(batch), size):
@@ -73,6 +76,23 @@ class OnnxRuntimeDetector:
                     results[-1]['masks'] = postprocess_masks(
                         outputs[3][i][outputs[2][i] >= 0], meta, **self.mask_args)
         return results
+
+    def _warn_if_shrunk(self, metas: List[dict]) -> None:
+        """Warn once when an image is larger than the file's fixed input after the test
+        resize: it is shrunk to fit, its objects get smaller than in training, and recall can
+        fall to nothing without any error."""
+        shrunk = next((m for m in metas if 'shrunk_from' in m), None)
+        if shrunk is None or self._warned_shrunk:
+            return
+        self._warned_shrunk = True
+        (h, w), (fit_h, fit_w) = shrunk['shrunk_from'], shrunk['img_shape']
+        warnings.warn(
+            f'an image of {h}x{w} after the test resize does not fit the input of '
+            f'{shrunk["input_shape"][0]}x{shrunk["input_shape"][1]} this ONNX file was exported '
+            f'with: it is shrunk to {fit_h}x{fit_w} (x{fit_h / h:.2f}), so its objects are '
+            'smaller than the model learned them and detections may be missed. Export with '
+            '--dynamic-hw, or with --shape H W at least the test size of your images '
+            '(tools/deploy/export_onnx.py).', stacklevel=3)
 
     def predict_datasample(self, img: np.ndarray):
         """:meth:`__call__` as an mmdet ``DetDataSample`` (``pred_instances``), the result

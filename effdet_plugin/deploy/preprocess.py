@@ -54,12 +54,15 @@ def preprocess(img: np.ndarray,
     Returns:
         tuple[np.ndarray, dict]: The ``(1, 3, H, W)`` float32 input and its meta:
         ``ori_shape`` (the image's ``(h, w)``), ``img_shape`` (after resizing),
-        ``scale_factor`` (``(w, h)`` factors) and ``input_shape`` (after padding).
+        ``scale_factor`` (``(w, h)`` factors) and ``input_shape`` (after padding); when the
+        image had to shrink to fit ``input_shape``, ``shrunk_from``: the ``(h, w)`` the test
+        pipeline gives it (its objects are then smaller than the model saw them in training).
     """
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     ori_shape = img.shape[:2]
     new_shape = rescale_size(ori_shape, resize_scale) if resize_scale else tuple(ori_shape)
+    test_shape = new_shape
     if input_shape is not None and (new_shape[0] > input_shape[0]
                                     or new_shape[1] > input_shape[1]):
         factor = min(input_shape[0] / ori_shape[0], input_shape[1] / ori_shape[1])
@@ -82,6 +85,8 @@ def preprocess(img: np.ndarray,
     meta = dict(ori_shape=tuple(ori_shape), img_shape=tuple(img_shape),
                 scale_factor=(img_shape[1] / ori_shape[1], img_shape[0] / ori_shape[0]),
                 input_shape=padded)
+    if tuple(img_shape) != tuple(test_shape):  # smaller than the test pipeline would make it
+        meta['shrunk_from'] = tuple(test_shape)
     return batch, meta
 
 

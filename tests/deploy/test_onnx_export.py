@@ -5,6 +5,7 @@ boxes like a trained model's, so that hundreds of candidates pass ``score_thr`` 
 work to do; the input is
 the real nuclei validation strip when stardist's data are installed, else a synthetic image.
 """
+import warnings
 from pathlib import Path
 
 import cv2
@@ -136,12 +137,31 @@ def test_onnxruntime_detector_returns_image_pixels(demo_export):
     assert (det['boxes'][:, 3] <= half.shape[0] + 1e-3).all()
 
 
+def test_onnxruntime_detector_warns_once_when_images_shrink_to_fit(demo_export):
+    """A fixed-size file meets images larger than its input: they are shrunk, their objects
+    get smaller than in training, and recall can vanish; one warning says so and how to fix."""
+    _, onnx_file, batch, _ = demo_export  # exported at the image's size, 256x256
+    detector = OnnxRuntimeDetector(onnx_file, num_threads=2)
+    small, large = np.zeros((200, 256, 3), np.uint8), np.zeros((512, 384, 3), np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        detector(small)
+        assert caught == []
+        detector(large)
+        detector(large)
+    message, = [str(w.message) for w in caught]
+    assert '512x384' in message and 'shrunk to 256x192' in message and '--dynamic-hw' in message
+
+
 def test_preprocess_fixed_shape_and_postprocess_roundtrip():
     img = np.zeros((100, 200, 3), np.uint8)
     img[..., 2] = 255  # red in BGR
     batch, meta = preprocess(img, mean=[0, 0, 0], std=[255, 255, 255], to_rgb=True,
                              input_shape=(128, 128))
     assert batch.shape == (1, 3, 128, 128) and meta['img_shape'] == (64, 128)
+    assert meta['shrunk_from'] == (100, 200)  # no resize in the test pipeline: its own size
+    assert 'shrunk_from' not in preprocess(img[:64, :128], mean=[0] * 3, std=[1] * 3,
+                                           input_shape=(128, 128))[1]
     assert batch[0, 0, :64].min() == 1.0 and batch[0, 2, :64].max() == 0.0  # RGB order
     assert (batch[0, :, 64:] == 0).all()  # bottom padding
     boxes = np.array([[10, 10, 50, 200], [0, 0, 0, 0]], np.float32)
