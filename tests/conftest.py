@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
-from tests.forked_tool import can_fork, run_forked
+from tests.forked_tool import can_fork, run_forked, watch_torch_threads
 
 # mmengine formats every config it prints or dumps with yapf: about 1 s per config on this CPU,
 # a sixth of a tiny training's time. What the tests read from those texts is their content, not
@@ -239,6 +239,9 @@ def tiny_det_cfg(tiny_det_cfg_factory, tmp_path) -> Callable[..., Config]:
         return tiny_det_cfg_factory(work_dir or tmp_path / 'work_dir', **kwargs)
 
     return factory
+
+
+watch_torch_threads()
 
 
 @pytest.fixture(autouse=True)

@@ -26,15 +26,34 @@ import traceback
 from pathlib import Path
 from typing import Dict, List
 
+_MULTI_THREADED = False  # this process asked torch for more than one thread at some point
+
+
+def watch_torch_threads() -> None:
+    """Record every ``torch.set_num_threads(n > 1)`` of this process (conftest calls this
+    once): after one, its OpenMP pool has run with several threads and forks are unsafe."""
+    import torch
+    set_num_threads = torch.set_num_threads
+
+    def recording(n: int) -> None:
+        global _MULTI_THREADED
+        _MULTI_THREADED = _MULTI_THREADED or n > 1
+        set_num_threads(n)
+
+    torch.set_num_threads = recording
+
 
 def can_fork(env: Dict[str, str]) -> bool:
     """Whether a forked child behaves as a fresh single-threaded tool process would.
 
     GNU OpenMP cannot be used in a fork of a process that ran parallel regions with more than
-    one thread, so both this process and the tool must compute single-threaded.
+    one thread (the child waits forever at its first parallel region's barrier), so both this
+    process, over its whole life, and the tool must compute single-threaded.
     """
+    import torch
     return (hasattr(os, 'fork') and os.environ.get('EFFDET_TEST_SUBPROCESS') != '1'
-            and env.get('OMP_NUM_THREADS') == '1' and os.environ.get('OMP_NUM_THREADS') == '1')
+            and env.get('OMP_NUM_THREADS') == '1' and os.environ.get('OMP_NUM_THREADS') == '1'
+            and not _MULTI_THREADED and torch.get_num_threads() == 1)
 
 
 def _fresh_mmengine_globals() -> None:

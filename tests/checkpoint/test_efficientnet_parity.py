@@ -22,8 +22,7 @@ def _check(name, diffs):
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
+def _seed():
     torch.manual_seed(0)
 
 

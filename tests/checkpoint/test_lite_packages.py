@@ -62,7 +62,6 @@ def lite(request):
 
     import effdet_plugin  # noqa: F401
     register_all_modules()
-    torch.set_num_threads(2)
     arch = request.param
     size, config = LITE[arch]
     sd = _package(arch)

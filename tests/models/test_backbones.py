@@ -22,7 +22,6 @@ ALL = tuple(range(EffNet.num_layers))
 
 @pytest.fixture(autouse=True)
 def _seed():
-    torch.set_num_threads(2)
     torch.manual_seed(0)
 
 

@@ -18,7 +18,6 @@ CONFIGS = sorted(p.name for p in SWAP.glob('*.py'))
 @pytest.fixture(autouse=True)
 def _scope():
     init_default_scope('mmdet')
-    torch.set_num_threads(2)
     torch.manual_seed(0)
 
 
