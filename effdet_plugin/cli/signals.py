@@ -10,12 +10,27 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional, Tuple
 
 
 class _Terminated(BaseException):
     """Raised in the main thread by SIGTERM (a BaseException, as KeyboardInterrupt is, so
     that ``except Exception`` blocks do not swallow it)."""
+
+
+def _signal_behind(error: BaseException) -> Optional[Tuple[str, int]]:
+    """``(name, number)`` of the signal that raised ``error`` or an exception it was raised
+    while handling: code with a bare ``except:`` turns the signal's exception into its own
+    (mmengine's config formatting raises ``SyntaxError`` for any error, Ctrl-C included)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt):
+            return 'Ctrl-C (SIGINT)', signal.SIGINT
+        if isinstance(error, _Terminated):
+            return 'SIGTERM', signal.SIGTERM
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextmanager
@@ -36,12 +51,13 @@ def stop_on_signals(what: str = 'stopped') -> Iterator[None]:
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
-    except KeyboardInterrupt:
-        print(f'{what} by Ctrl-C (SIGINT)', file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
-    except _Terminated:
-        print(f'{what} by SIGTERM', file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
+    except (KeyboardInterrupt, _Terminated, Exception) as e:
+        stop = _signal_behind(e)
+        if stop is None:
+            raise
+        said, signum = stop
+        print(f'{what} by {said}', file=sys.stderr)
+        sys.exit(128 + signum)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
