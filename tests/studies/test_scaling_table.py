@@ -25,7 +25,8 @@ def test_params_equal_torchvision_without_classifier(tool, arch):
 
 
 def test_table_rows_and_markdown(tool, capsys):
-    assert tool.main(['--archs', 'b0', '--phis', '0', '1', '--markdown', '--threads', '2']) == 0
+    # one thread: a test process that ran torch with more can no longer fork tools
+    assert tool.main(['--archs', 'b0', '--phis', '0', '1', '--markdown', '--threads', '1']) == 0
     out = capsys.readouterr().out
     print(out)
     lines = [line for line in out.splitlines() if line.startswith('|')]
