@@ -278,7 +278,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     jobs = plan_jobs(cfg, args, ref_batch, iters)
     if not args.report_only:
         run_jobs(jobs, results, lambda job, bar: run_one(job, bar, args.verbose),
-                 name='norm_study', detail=f', {iters * ref_batch} images per run')
+                 name='norm_study', detail=f', {iters * ref_batch} images per run',
+                 shard=args.shard)
     planned = {tuple(job.key[k] for k in RUN_KEY) for job in jobs}
     rows = [r for r in stats.parse_rows(results.rows, TEXT_COLUMNS)
             if tuple(r[k] for k in RUN_KEY) in planned]

@@ -4,12 +4,13 @@ rerun continues, with one progress bar (rate and ETA) over all pending runs.
 
 A study describes its runs as :class:`Job` s (the results-file key of the run and a label) and
 gives :func:`run_jobs` a function that trains one job (usually through :func:`train`) and
-returns its result rows; everything else (skipping finished runs, progress, atomic writes) is
-here.
+returns its result rows; everything else (skipping finished runs, progress, atomic writes,
+splitting the runs over processes with ``--shard``) is here.
 """
 import argparse
 import copy
 import csv
+import fcntl
 import json
 import numbers
 import os
@@ -79,7 +80,24 @@ def add_study_args(parser: argparse.ArgumentParser, work_dir: str) -> None:
                         help="print mmengine's training logs (always in each run's folder)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='overrides applied to the config before every run')
+    parser.add_argument('--shard', type=_shard, metavar='I/N',
+                        help='train only every N-th planned run, starting at run I (0-based), '
+                        'so that N processes (e.g. one thread each) share one study and one '
+                        '--work-dir; the last one to finish writes the full tables, or run '
+                        '--report-only after all')
     add_data_args(parser)
+
+
+def _shard(text: str) -> Tuple[int, int]:
+    """``'I/N'`` -> ``(I, N)``, with ``0 <= I < N``."""
+    try:
+        index, count = (int(part) for part in text.split('/'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--shard wants I/N such as 0/2, got {text!r}')
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(
+            f'--shard {text}: I must lie in 0..N-1 (the shards of 2 processes are 0/2 and 1/2)')
+    return index, count
 
 
 def load_study_config(path: str, cfg_options: Optional[dict] = None,
@@ -190,7 +208,9 @@ class ResultsFile:
     """A CSV of finished runs that a rerun continues: a run is done once its rows are written.
 
     The folder also holds ``settings.json``; a rerun with other settings (another config,
-    schedule, ...) into the same folder is refused rather than mixed.
+    schedule, ...) into the same folder is refused rather than mixed. Several processes may
+    add runs to one file at once (``--shard``): every write holds a lock on ``<name>.lock``
+    and first reads back what the others wrote.
 
     Args:
         out_dir (str): Output folder (created).
@@ -220,10 +240,23 @@ class ResultsFile:
         else:
             with open(settings_file, 'w') as f:
                 json.dump(settings, f, indent=1)
-        self.rows: List[Dict[str, str]] = []
-        if osp.isfile(self.path):
-            with open(self.path, newline='') as f:
-                self.rows = [r for r in csv.DictReader(f) if None not in r.values()]
+        self.rows: List[Dict[str, str]] = self._read()
+
+    def _read(self) -> List[Dict[str, str]]:
+        if not osp.isfile(self.path):
+            return []
+        with open(self.path, newline='') as f:
+            return [r for r in csv.DictReader(f) if None not in r.values()]
+
+    def reload(self) -> None:
+        """Read the file again, with the runs other processes added since."""
+        self.rows = self._read()
+
+    def _locked(self):
+        """An exclusive lock on the results file, across processes (released on close)."""
+        lock = open(f'{self.path}.lock', 'w')
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return lock
 
     def _key(self, row: dict) -> Tuple[str, ...]:
         return tuple(str(row[k]) for k in self.key)
@@ -233,18 +266,24 @@ class ResultsFile:
 
     def append(self, *rows: Dict[str, object]) -> None:
         """Add the rows of a finished run; the whole file is rewritten (new columns
-        allowed), atomically, so a run is in the file with all its rows or not at all."""
-        self.rows += [{k: '' if v is None else str(v) for k, v in row.items()} for row in rows]
-        self._write()
+        allowed), atomically, so a run is in the file with all its rows or not at all. Rows
+        other processes wrote meanwhile are kept."""
+        with self._locked():
+            self.reload()
+            self.rows += [{k: '' if v is None else str(v) for k, v in row.items()}
+                          for row in rows]
+            self._write()
 
     def update(self, column: str, value_of: Callable[[Dict[str, str]], object]) -> None:
         """Set ``column`` of every row to ``value_of(row)`` (rows where it returns None keep
         theirs); the file is rewritten atomically."""
-        for row in self.rows:
-            value = value_of(row)
-            if value is not None:
-                row[column] = str(value)
-        self._write()
+        with self._locked():
+            self.reload()
+            for row in self.rows:
+                value = value_of(row)
+                if value is not None:
+                    row[column] = str(value)
+            self._write()
 
     def _write(self) -> None:
         columns: List[str] = []
@@ -276,18 +315,27 @@ class Job:
 
 def run_jobs(jobs: Sequence[Job], results: ResultsFile,
              run: Callable[[Job, object], List[Dict[str, object]]],
-             name: str = 'study', detail: str = '') -> None:
+             name: str = 'study', detail: str = '',
+             shard: Optional[Tuple[int, int]] = None) -> None:
     """Run every job whose key is not in ``results`` yet: ``run(job, bar)`` trains it
     (advancing ``bar`` once per iteration, e.g. with :class:`ProgressHook`) and returns its
     rows, which are added to ``results`` together. One bar over all pending iterations shows
     the rate and the ETA; a first line (``name``: runs, finished ones, iterations,
-    ``detail``) and one line per run say what happens."""
-    pending = [job for job in jobs if not results.done(**job.key)]
+    ``detail``) and one line per run say what happens.
+
+    ``shard=(i, n)``: only the jobs at positions i, i + n, i + 2n, ... of ``jobs`` (the full
+    plan, so that the split does not depend on what is finished); ``results`` is read again
+    at the end, with what the other shards finished."""
+    mine = list(jobs) if shard is None else list(jobs)[shard[0]::shard[1]]
+    results.reload()  # with what other processes finished since it was opened
+    pending = [job for job in mine if not results.done(**job.key)]
     iters = sorted({job.iters for job in jobs if job.iters})
     each = f', {iters[0]} iterations each' if len(iters) == 1 else ''
-    print(f'{name}: {len(jobs)} runs ({len(jobs) - len(pending)} already in {results.path}: '
-          f'not retrained){each}{detail}', flush=True)
+    part = '' if shard is None else f'; shard {shard[0]}/{shard[1]}: {len(mine)} of them'
+    print(f'{name}: {len(jobs)} runs{part} ({len(mine) - len(pending)} already in '
+          f'{results.path}: not retrained){each}{detail}', flush=True)
     if not pending:
+        results.reload()
         return
     bar = _progress_bar(sum(job.iters for job in pending), name)
     try:
@@ -297,6 +345,7 @@ def run_jobs(jobs: Sequence[Job], results: ResultsFile,
             results.append(*run(job, bar))
     finally:
         bar.close()
+    results.reload()
 
 
 def _progress_bar(total: int, desc: str):

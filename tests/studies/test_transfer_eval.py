@@ -197,6 +197,9 @@ def test_seeds_fractions_curves_tables_and_plots_with_a_stub_trainer(tmp_path, m
     assert {r['label'] for r in rows if r['mode'] == 'imagenet'} == {
         'ImageNet backbone; stem + stage 1 frozen, the rest trained'}
     assert {(r['fraction'], r['train_images']) for r in rows} == {('0.5', '4'), ('1.0', '8')}
+    made_by = runner.provenance()  # which code and how many threads made each run
+    assert {(r['commit'], r['threads']) for r in rows} == {
+        (made_by['commit'], str(made_by['threads']))}
     import matplotlib.image
     for name in ('ap_vs_iters.png', 'ap_vs_fraction.png'):
         assert matplotlib.image.imread(str(work / name)).shape[0] > 100
@@ -207,6 +210,7 @@ def test_seeds_fractions_curves_tables_and_plots_with_a_stub_trainer(tmp_path, m
     table = (work / 'transfer_eval.md').read_text()
     assert 'scores of EMA weights' in table and 'Δ bbox AP vs scratch [95% CI]' in table
     assert '| +0.100 [+0.100, +0.100] |' in table
+    assert f"| {made_by['commit']} | {made_by['threads']} |" in table
     out = capsys.readouterr().out
     assert '[8/8] scratch (random init; nothing frozen, all trained), fraction 1 (8 images)' \
         in out and 'Summary' in out

@@ -12,7 +12,7 @@ COLUMNS = (('coco/bbox_mAP', 'bbox AP'), ('coco/bbox_mAP_50', 'bbox AP50'),
            ('semseg/mIoU', 'mIoU'))
 RUN_KEY = ('mode', 'fraction', 'seed')
 #: Columns of runs.csv that hold text.
-TEXT_COLUMNS = ('mode', 'weights', 'label', 'ann_file')
+TEXT_COLUMNS = ('mode', 'weights', 'label', 'ann_file', 'commit')
 
 
 def _metric_columns(rows: Sequence[dict]) -> List[Tuple[str, str]]:
@@ -31,14 +31,17 @@ def final_evaluations(rows: Sequence[dict], weights: str) -> List[dict]:
 
 
 def runs_table(rows: Sequence[dict], weights: str) -> str:
-    """One row per run (its last evaluation)."""
+    """One row per run (its last evaluation), with the commit and thread count that made it
+    (blank for runs recorded before those columns existed)."""
     final = final_evaluations(rows, weights)
     columns = _metric_columns(final)
     return stats.format_markdown(
         ['fraction', 'train images', 'mode', 'seed', 'iters'] + [t for _, t in columns] +
-        ['train s'],
+        ['train s', 'commit', 'threads'],
         [[f"{r['fraction']:g}", r['train_images'], r['mode'], r['seed'], r['iter']] +
-         [stats.fmt(r.get(k)) for k, _ in columns] + [f"{r['train_s']:.0f}"] for r in final])
+         [stats.fmt(r.get(k)) for k, _ in columns] +
+         [f"{r['train_s']:.0f}", r.get('commit') or '-', r.get('threads') or '-']
+         for r in final])
 
 
 def summarise(rows: Sequence[dict], metric: str, weights: str,

@@ -101,8 +101,10 @@ def write_subsets(cfg: Config, fractions: Sequence[float], out_dir: str,
                       annotations=[a for a in coco.get('annotations', [])
                                    if a['image_id'] in keep])
         path = osp.abspath(osp.join(out_dir, f'train_fraction{fraction:g}_seed{seed}.json'))
-        with open(path, 'w') as f:
+        tmp = f'{path}.{os.getpid()}.tmp'  # shards of one study write the same file at once
+        with open(tmp, 'w') as f:
             json.dump(subset, f)
+        os.replace(tmp, path)
         subsets[fraction] = (path, count)
     return subsets
 

@@ -25,9 +25,10 @@ scores the EMA weights (what the config validates and its checkpoints carry); th
 those. After training, the raw (non-EMA) weights are scored once more; that row is in the CSV
 / JSON with ``weights=raw``.
 
-Outputs in ``WORK_DIR``: ``runs.csv`` (one row per evaluation of every run; a rerun with the same
-settings skips finished runs), ``transfer_eval.json``, ``transfer_eval.md`` (the tables),
-``ap_vs_iters.png``, ``ap_vs_fraction.png``, one sub-folder per run (logs, last checkpoint).
+Outputs in ``WORK_DIR``: ``runs.csv`` (one row per evaluation of every run, with the git commit
+and torch thread count that made it; a rerun with the same settings skips finished runs),
+``transfer_eval.json``, ``transfer_eval.md`` (the tables), ``ap_vs_iters.png``,
+``ap_vs_fraction.png``, one sub-folder per run (logs, last checkpoint).
 
 Example (nuclei, 3 seeds x 2 fractions x 2 modes, AP at 100 and 300 iterations):
     python tools/analysis/transfer_eval.py configs/medical/effdet-lite0_nuclei.py \
@@ -47,6 +48,7 @@ from ..runner import (
     add_study_args,
     evaluate_current_weights,
     load_study_config,
+    provenance,
     rescale_schedule,
     run_jobs,
     study_parser,
@@ -153,9 +155,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     results = ResultsFile(args.work_dir, 'runs.csv', RUN_KEY, settings)
     jobs = plan_jobs(cfg, args, modes)
     if not args.report_only:
-        run_jobs(jobs, results,
-                 lambda job, bar: [dict(job.spec[1], **row) for row in run_one(job.spec[0], bar)],
-                 name='transfer_eval', detail=f', evaluated every {interval}')
+        def run(job, bar):  # each run's rows say which code and how many threads made them
+            rows = run_one(job.spec[0], bar)
+            made_by = provenance()
+            return [dict(job.spec[1], **row, **made_by) for row in rows]
+
+        run_jobs(jobs, results, run, name='transfer_eval', detail=f', evaluated every {interval}',
+                 shard=args.shard)
 
     planned = {tuple(job.key[k] for k in RUN_KEY) for job in jobs}
     rows = [r for r in parse_rows(results.rows, TEXT_COLUMNS)
