@@ -17,8 +17,9 @@ from mmengine.runner import Runner
 
 from ..checkpoint import WeightsCheckSettings, load_checkpoint
 from . import se_gates
+from . import summary as stats
 from .measure import measure, time_interleaved
-from .runner import ResultsFile, rescale_schedule, train
+from .runner import ResultsFile, provenance, rescale_schedule, train
 from .summary import format_markdown
 
 METRIC = 'coco/bbox_mAP'
@@ -114,18 +115,28 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
 
     Fine-tuning runs the config's schedule shrunk to ``finetune`` iterations at
     ``finetune_lr`` times its learning rate: the pruned model starts near a solution, and the
-    full rate of a training from scratch throws part of it away."""
+    full rate of a training from scratch throws part of it away. The unpruned model is
+    fine-tuned alike (its row's ``ap_finetuned``): the baseline a fine-tuned pruned model is
+    compared with, since it trained that much longer. Every row records the git commit and
+    torch thread count that made it."""
     model, stats = collect_gates(cfg, checkpoint, out_dir, split, threshold, max_images)
     blocks = se_gates.se_blocks(model.backbone)
     se_gates.check_prunable_norms(blocks)
     results = _results_file(out_dir, checkpoint, finetune, finetune_lr, split, shape)
+    runs = osp.join(out_dir, 'runs')
     if not results.done(ratio=0.0, ranking='none', seed=0):
         figures = measure(model, shape, latency_time)
-        metrics = evaluate(cfg, checkpoint, osp.join(out_dir, 'runs', 'unpruned'))
+        metrics = evaluate(cfg, checkpoint, osp.join(runs, 'unpruned'))
         results.append(dict(ratio=0.0, ranking='none', seed=0, channels=0,
                             params=figures['params'], flops=figures['flops'],
                             latency_ms=figures.get('latency_ms'), ap_pruned=ap_of(metrics),
-                            ap_finetuned=None))
+                            ap_finetuned=None, **provenance()))
+    if finetune > 0 and not _unpruned_row(results.rows).get('ap_finetuned'):
+        # the fair baseline of a fine-tuned pruned model: the unpruned one trained as long
+        tuned = _finetune(cfg, checkpoint, osp.join(runs, 'unpruned_ft'), finetune,
+                          finetune_lr, seed=0)
+        log(f'unpruned: AP {tuned:.3f} after the same {finetune} it of fine-tuning')
+        results.update('ap_finetuned', lambda row: tuned if row['ranking'] == 'none' else None)
     state = model.state_dict()
     prunable = se_gates.prunable_channels(blocks)
     for ratio in ratios:
@@ -142,24 +153,35 @@ def prune_study(cfg: Config, checkpoint: str, out_dir: str, ratios: Sequence[flo
                 cfg_path, ckpt_path = save_pruned(small_cfg, small_state, out_dir, name)
                 small = build_model(Config.fromfile(cfg_path), ckpt_path)  # from its own files
                 figures = measure(small, shape, latency_time)
-                ap = ap_of(evaluate(small_cfg, ckpt_path, osp.join(out_dir, 'runs', name)))
+                ap = ap_of(evaluate(small_cfg, ckpt_path, osp.join(runs, name)))
                 tuned = None
                 if finetune > 0:
-                    tune_cfg = copy.deepcopy(small_cfg)
-                    tune_cfg.load_from = ckpt_path
-                    rescale_schedule(tune_cfg, finetune)
-                    tune_cfg.optim_wrapper.optimizer.lr *= finetune_lr
-                    tuned = ap_of(train(tune_cfg, osp.join(out_dir, 'runs', f'{name}_ft'),
-                                        seed).metrics)
+                    tuned = _finetune(small_cfg, ckpt_path, osp.join(runs, f'{name}_ft'),
+                                      finetune, finetune_lr, seed)
                 log(f'{name}: {removed}/{prunable} channels removed, '
                     f'{figures["flops"] / 1e9:.3f} GFLOPs, AP {ap:.3f}'
                     + ('' if tuned is None else f' -> {tuned:.3f} after {finetune} it'))
                 results.append(dict(ratio=ratio, ranking=ranking, seed=seed, channels=removed,
                                     params=figures['params'], flops=figures['flops'],
                                     latency_ms=figures.get('latency_ms'), ap_pruned=ap,
-                                    ap_finetuned=tuned))
+                                    ap_finetuned=tuned, **provenance()))
     write_table(results.rows, out_dir)
     return results.rows
+
+
+def _unpruned_row(rows: Sequence[Dict[str, str]]) -> Dict[str, str]:
+    return next(r for r in rows if r['ranking'] == 'none')
+
+
+def _finetune(cfg: Config, checkpoint: str, work_dir: str, iters: int, lr_share: float,
+              seed: int) -> float:
+    """AP after training ``checkpoint`` ``iters`` iterations: the config's schedule shrunk
+    to them, at ``lr_share`` times its learning rate."""
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    rescale_schedule(cfg, iters)
+    cfg.optim_wrapper.optimizer.lr *= lr_share
+    return ap_of(train(cfg, work_dir, seed).metrics)
 
 
 def _results_file(out_dir: str, checkpoint: str, finetune: int, finetune_lr: float, split: str,
@@ -198,10 +220,12 @@ def retime_study(cfg: Config, checkpoint: str, out_dir: str, finetune: int = 0,
 
 
 def write_table(rows: Sequence[Dict[str, str]], out_dir: str) -> str:
-    """``prune.md``: one line per run, relative FLOPs and latency against the unpruned model."""
-    base = next(r for r in rows if r['ranking'] == 'none')
+    """``prune.md``: one line per run, relative FLOPs and latency against the unpruned model,
+    the commit and thread count that made it; then, per (ratio, ranking), mean +- std over the
+    seeds (random draws) of both APs."""
+    base = _unpruned_row(rows)
     header = ['ratio', 'ranking', 'seed', 'channels removed', 'params (M)', 'GFLOPs',
-              'FLOPs x', 'latency x', 'AP pruned', 'AP fine-tuned']
+              'FLOPs x', 'latency x', 'AP pruned', 'AP fine-tuned', 'commit', 'threads']
 
     def ratio_of(row, key):
         return (f'{float(row[key]) / float(base[key]):.3f}' if row.get(key) and base.get(key)
@@ -210,9 +234,18 @@ def write_table(rows: Sequence[Dict[str, str]], out_dir: str) -> str:
     lines = [[r['ratio'], r['ranking'], r['seed'], r['channels'],
               f'{float(r["params"]) / 1e6:.3f}', f'{float(r["flops"]) / 1e9:.3f}',
               ratio_of(r, 'flops'), ratio_of(r, 'latency_ms'), f'{float(r["ap_pruned"]):.3f}',
-              f'{float(r["ap_finetuned"]):.3f}' if r.get('ap_finetuned') else '-']
+              f'{float(r["ap_finetuned"]):.3f}' if r.get('ap_finetuned') else '-',
+              r.get('commit') or '-', r.get('threads') or '-']
              for r in rows]
     text = format_markdown(header, lines)
+    groups = stats.summarise(stats.parse_rows(rows, ('ranking', 'commit')), ('ratio', 'ranking'),
+                             ['ap_pruned', 'ap_finetuned'], keep=())
+    text += '\n\nMean ± std over seeds (random: one draw per seed):\n\n' + format_markdown(
+        ['ratio', 'ranking', 'seeds', 'AP pruned', 'AP fine-tuned'],
+        [[g['ratio'], g['ranking'], g['n'],
+          f"{stats.fmt(g['ap_pruned'])} ± {stats.fmt(g['ap_pruned_std'])}",
+          f"{stats.fmt(g.get('ap_finetuned'))} ± {stats.fmt(g.get('ap_finetuned_std'))}"]
+         for g in groups])
     with open(osp.join(out_dir, 'prune.md'), 'w') as f:
         f.write(text + '\n')
     return text

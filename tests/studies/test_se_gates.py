@@ -141,21 +141,25 @@ def test_se_gates_cli(tiny_det_cfg_factory, tmp_path, run_tool):
 
     out = tmp_path / 'se'
     result = run_tool('tools/analysis/se_gates.py', cfg_path, ckpt, '--out', out, '--prune',
-                      '0.25', '--rankings', 'gate', 'random', '--finetune', '2',
-                      '--latency-time', '0', '--shape', '64', '64')
+                      '0.25', '--rankings', 'gate', 'random', '--seeds', '2', '--finetune',
+                      '2', '--latency-time', '0', '--shape', '64', '64')
     assert result.returncode == 0, result.stderr[-3000:]
     gates = json.loads((out / 'gates.json').read_text())
     assert len(gates['blocks']) == 15 and gates['blocks']['layers.2.0']['images'] == 4
     assert sorted(p.name for p in out.glob('gates_stage*.png')) == [
         f'gates_stage{s}.png' for s in range(2, 8)]
     rows = (out / 'prune.csv').read_text().splitlines()
-    assert len(rows) == 4, rows  # header, unpruned, gate, random
+    assert len(rows) == 5, rows  # header, unpruned, gate, random seeds 0 and 1
     header = rows[0].split(',')
     values = [dict(zip(header, r.split(','))) for r in rows[1:]]
     flops = {r['ranking']: float(r['flops']) for r in values}
     assert flops['gate'] == flops['random'] < flops['none']
-    assert all(r['ap_finetuned'] != '' for r in values if r['ranking'] != 'none')
-    for name in ('pruned_gate_0.25_s0', 'pruned_random_0.25_s0'):
+    # the unpruned model is fine-tuned alike: the baseline of the fine-tuned rows
+    assert all(r['ap_finetuned'] != '' for r in values)
+    assert (out / 'runs' / 'unpruned_ft' / 'iter_2.pth').is_file()
+    assert all(r['commit'] and int(r['threads']) >= 1 for r in values)
+    assert '| 0.25 | random | 2 |' in (out / 'prune.md').read_text()  # mean ± std of 2 draws
+    for name in ('pruned_gate_0.25_s0', 'pruned_random_0.25_s0', 'pruned_random_0.25_s1'):
         assert (out / f'{name}.py').is_file() and (out / f'{name}.pth').is_file()
     assert 'AP fine-tuned' in result.stdout
 
@@ -166,9 +170,10 @@ def test_se_gates_cli(tiny_det_cfg_factory, tmp_path, run_tool):
     assert all(r['latency_ms'] == '' for r in values)  # --latency-time 0 above
     rows = (out / 'prune.csv').read_text().splitlines()
     retimed = {r['ranking']: r for r in (dict(zip(header, r.split(','))) for r in rows[1:])}
-    assert len(rows) == 4 and all(float(r['latency_ms']) > 0 for r in retimed.values())
+    assert len(rows) == 5 and all(float(r['latency_ms']) > 0 for r in retimed.values())
     assert retimed['gate']['latency_ms'] == retimed['random']['latency_ms']  # one architecture
-    assert {r['ap_finetuned'] for r in retimed.values()} == {r['ap_finetuned'] for r in values}
+    assert [dict(zip(header, r.split(',')))['ap_finetuned'] for r in rows[1:]] == [
+        r['ap_finetuned'] for r in values]
 
     cfg.model.backbone.arch = 'lite0'
     cfg.dump(str(cfg_path))
