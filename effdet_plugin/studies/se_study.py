@@ -219,6 +219,14 @@ def retime_study(cfg: Config, checkpoint: str, out_dir: str, finetune: int = 0,
     return results.rows
 
 
+def _mean_std(group: Dict[str, object], key: str) -> str:
+    """``0.700 ± 0.020``; the mean alone for one run."""
+    if group.get(key) is None:
+        return '-'
+    spread = group[f'{key}_std']
+    return stats.fmt(group[key]) + ('' if spread != spread else f' ± {stats.fmt(spread)}')
+
+
 def write_table(rows: Sequence[Dict[str, str]], out_dir: str) -> str:
     """``prune.md``: one line per run, relative FLOPs and latency against the unpruned model,
     the commit and thread count that made it; then, per (ratio, ranking), mean +- std over the
@@ -242,10 +250,8 @@ def write_table(rows: Sequence[Dict[str, str]], out_dir: str) -> str:
                              ['ap_pruned', 'ap_finetuned'], keep=())
     text += '\n\nMean ± std over seeds (random: one draw per seed):\n\n' + format_markdown(
         ['ratio', 'ranking', 'seeds', 'AP pruned', 'AP fine-tuned'],
-        [[g['ratio'], g['ranking'], g['n'],
-          f"{stats.fmt(g['ap_pruned'])} ± {stats.fmt(g['ap_pruned_std'])}",
-          f"{stats.fmt(g.get('ap_finetuned'))} ± {stats.fmt(g.get('ap_finetuned_std'))}"]
-         for g in groups])
+        [[g['ratio'], g['ranking'], g['n'], _mean_std(g, 'ap_pruned'),
+          _mean_std(g, 'ap_finetuned')] for g in groups])
     with open(osp.join(out_dir, 'prune.md'), 'w') as f:
         f.write(text + '\n')
     return text
